@@ -1,0 +1,106 @@
+"""The outgoing record: a mail's life in the queue and the log.
+
+::
+
+    queued ──claim──▶ sending ──2xx──▶ sent
+      ▲                 │  └──5xx / attempts used up / expired──▶ failed
+      │                 └──4xx, timeout, dropped──▶ deferred ──due──▶ sending
+      └──────────── retry (failed) ◀──────────────────────────────┘
+    queued / deferred ──cancel──▶ cancelled
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime
+
+
+class MailStatus(enum.StrEnum):
+    QUEUED = "queued"
+    SENDING = "sending"
+    DEFERRED = "deferred"
+    SENT = "sent"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def is_final(self) -> bool:
+        return self in FINAL_STATUSES
+
+
+# A "sending" mail whose lease ran out is due again: its worker died.
+CLAIMABLE_STATUSES = (MailStatus.QUEUED, MailStatus.DEFERRED, MailStatus.SENDING)
+FINAL_STATUSES = frozenset({MailStatus.SENT, MailStatus.FAILED, MailStatus.CANCELLED})
+RETRYABLE_STATUSES = frozenset({MailStatus.FAILED, MailStatus.CANCELLED})
+CANCELLABLE_STATUSES = frozenset({MailStatus.QUEUED, MailStatus.DEFERRED})
+
+
+class RecipientKind(enum.StrEnum):
+    TO = "to"
+    CC = "cc"
+    BCC = "bcc"
+
+
+class RecipientStatus(enum.StrEnum):
+    PENDING = "pending"
+    ACCEPTED = "accepted"
+    REFUSED = "refused"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RecipientResult:
+    """One envelope recipient and what the server said of it at the last attempt."""
+
+    email: str
+    kind: RecipientKind
+    name: str = ""
+    status: RecipientStatus = RecipientStatus.PENDING
+    code: int | None = None
+    reply: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DeliveryAttempt:
+    """One try to hand the mail to an SMTP server; kept so an operator sees why a mail failed."""
+
+    number: int
+    started_at: datetime
+    duration_ms: int
+    server_name: str | None
+    outcome: MailStatus  # sent, deferred or failed
+    code: int | None = None
+    reply: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OutgoingMail:
+    """A mail in the queue or the log, as use cases return it."""
+
+    id: str
+    status: MailStatus
+    subject: str
+    sender: str | None
+    recipients: tuple[RecipientResult, ...]
+    priority: str
+    queued_at: datetime
+    next_attempt_at: datetime | None
+    attempts: int
+    last_error: str | None
+    server_name: str | None
+    message_id: str
+    sent_at: datetime | None = None
+    finished_at: datetime | None = None
+    send_at: datetime | None = None
+    expires_at: datetime | None = None
+    smtp_hint: str | None = None
+    tags: tuple[str, ...] = ()
+    correlation_id: str | None = None
+    original_recipients: tuple[str, ...] = ()
+    size_bytes: int = 0
+    has_content: bool = True
+    attempt_log: tuple[DeliveryAttempt, ...] = field(default=())
+
+    @property
+    def receiver_summary(self) -> str:
+        return ", ".join(r.email for r in self.recipients)

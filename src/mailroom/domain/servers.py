@@ -1,0 +1,77 @@
+"""SMTP servers (their public part; the password lives in the secret box) and the choice among them."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from mailroom.domain.addresses import Address, reject_line_breaks
+from mailroom.errors import ConfigurationError, InvalidInput
+
+
+class Security(enum.StrEnum):
+    STARTTLS = "starttls"
+    TLS = "tls"
+    NONE = "none"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ServerSettings:
+    """What an admin enters for a server, without the password."""
+
+    name: str
+    host: str
+    port: int = 587
+    security: Security = Security.STARTTLS
+    username: str = ""
+    sender: str = ""
+    priority: int = 0
+    enabled: bool = True
+    timeout_seconds: float = 30.0
+
+    def __post_init__(self) -> None:
+        for label, value in (("name", self.name), ("host", self.host), ("username", self.username)):
+            reject_line_breaks(f"server {label}", value)
+        if not self.name.strip():
+            raise InvalidInput("an SMTP server needs a name", field="name")
+        if not self.host.strip():
+            raise InvalidInput("an SMTP server needs a host", field="host")
+        if not 0 < self.port < 65536:
+            raise InvalidInput(f"port {self.port} is not between 1 and 65535", field="port")
+        try:
+            object.__setattr__(self, "security", Security(self.security))
+        except ValueError as exc:
+            raise InvalidInput(f"security must be starttls, tls or none, not {self.security!r}",
+                               field="security") from exc
+        if self.sender:
+            Address.parse(self.sender, field="sender")
+        if self.timeout_seconds <= 0:
+            raise ConfigurationError("timeout_seconds must be positive", field="timeout_seconds")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SmtpServer(ServerSettings):
+    id: str
+    has_password: bool = False
+
+    @property
+    def from_address(self) -> str | None:
+        """The From of mails that name none: the sender address, else the username when it is an address."""
+        if self.sender:
+            return self.sender
+        if "@" in self.username:
+            return self.username
+        return None
+
+
+def servers_to_try(servers: Iterable[SmtpServer], hint: str | None) -> list[SmtpServer]:
+    """Enabled servers in the order to try them: the hinted one (by name or id) first, then by priority.
+
+    A hint that names no enabled server is ignored, as the reference does, rather than stalling the mail.
+    """
+    enabled = sorted((s for s in servers if s.enabled), key=lambda s: (-s.priority, s.name))
+    if hint:
+        hinted = [s for s in enabled if hint in (s.name, s.id)]
+        return hinted + [s for s in enabled if s not in hinted]
+    return enabled

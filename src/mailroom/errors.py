@@ -1,0 +1,173 @@
+"""The one error tree of mailroom.
+
+Every error that mailroom raises on purpose derives from :class:`MailroomError` and co-inherits the
+builtin exception it resembles, so callers may catch either::
+
+    MailroomError
+    ├── InvalidInput (ValueError)             bad data given to a use case; nothing was stored
+    │   ├── InvalidAddress                    an address that email-validator refuses
+    │   ├── InvalidHeader                     CR/LF in a header value, a reserved or malformed header name
+    │   ├── NoRecipients                      no To, Cc or Bcc
+    │   ├── AttachmentTooLarge                over ``max_attachment_bytes``
+    │   └── ConfigurationError                a setting with a value that cannot work
+    ├── NotFound (LookupError)
+    │   ├── MailNotFound
+    │   └── ServerNotFound
+    ├── PermissionDenied (PermissionError)    the subject lacks the permission the use case audits
+    ├── InvalidTransition                     e.g. retrying a mail that is not failed
+    ├── SecretError                           a stored secret cannot be decrypted with the configured keys
+    ├── StorageError                          the database refused or is unreachable
+    └── DeliveryError                         one SMTP attempt failed (``code``/``reply`` when the server said so)
+        ├── NoServerConfigured
+        ├── SmtpConnectError (ConnectionError)   connecting, TLS or EHLO failed
+        ├── SmtpAuthError                        the server refused the credentials
+        ├── SmtpTimeout (TimeoutError)
+        ├── SmtpDisconnected (ConnectionError)   the server dropped the connection mid-mail
+        ├── SmtpTemporaryError                   a 4xx reply: try again later
+        └── SmtpPermanentError                   a 5xx reply: do not try again
+
+Messages never contain a password: adapters build them from server names, hosts and SMTP replies only.
+"""
+
+from __future__ import annotations
+
+
+class MailroomError(Exception):
+    """Root of every error mailroom raises on purpose."""
+
+
+class InvalidInput(MailroomError, ValueError):
+    """Data given to a use case is invalid; nothing was stored."""
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class InvalidAddress(InvalidInput):
+    def __init__(self, address: str, reason: str, *, field: str | None = None) -> None:
+        where = f" in {field}" if field else ""
+        super().__init__(f"invalid e-mail address {address!r}{where}: {reason}", field=field)
+        self.address = address
+        self.reason = reason
+
+
+class InvalidHeader(InvalidInput):
+    def __init__(self, name: str, reason: str) -> None:
+        super().__init__(f"invalid header {name!r}: {reason}", field=name)
+        self.name = name
+        self.reason = reason
+
+
+class NoRecipients(InvalidInput):
+    def __init__(self) -> None:
+        super().__init__("the mail has no recipient: give at least one address in to, cc or bcc", field="to")
+
+
+class AttachmentTooLarge(InvalidInput):
+    def __init__(self, filename: str, size: int, limit: int) -> None:
+        super().__init__(
+            f"attachment {filename!r} has {size} bytes, over the limit of {limit} bytes "
+            "(raise MAILROOM_MAX_ATTACHMENT_BYTES or send a link instead)",
+            field="attachments",
+        )
+        self.filename = filename
+        self.size = size
+        self.limit = limit
+
+
+class ConfigurationError(InvalidInput):
+    """A setting has a value that cannot work; the message names the setting."""
+
+
+class NotFound(MailroomError, LookupError):
+    pass
+
+
+class MailNotFound(NotFound):
+    def __init__(self, mail_id: str) -> None:
+        super().__init__(f"no mail with id {mail_id!r} (it may have been deleted by retention)")
+        self.mail_id = mail_id
+
+
+class ServerNotFound(NotFound):
+    def __init__(self, name_or_id: str) -> None:
+        super().__init__(f"no SMTP server named or with id {name_or_id!r} (see `mailroom smtp list`)")
+        self.name_or_id = name_or_id
+
+
+class PermissionDenied(MailroomError, PermissionError):
+    def __init__(self, permission: str, user_id: str | None) -> None:
+        who = f"user {user_id!r}" if user_id else "an anonymous subject"
+        super().__init__(f"{who} lacks the permission {permission!r}")
+        self.permission = permission
+        self.user_id = user_id
+
+
+class InvalidTransition(MailroomError):
+    """The mail is not in a status that allows the operation."""
+
+    def __init__(self, mail_id: str, status: str, operation: str, allowed: str) -> None:
+        super().__init__(f"cannot {operation} mail {mail_id!r}: it is {status}, and only {allowed} mails can be")
+        self.mail_id = mail_id
+        self.status = status
+        self.operation = operation
+
+
+class SecretError(MailroomError):
+    pass
+
+
+class StorageError(MailroomError):
+    pass
+
+
+class DeliveryError(MailroomError):
+    """One SMTP attempt failed.
+
+    ``temporary`` tells whether trying again later may succeed; ``try_next_server`` whether another
+    server may do better at once (connection and login failures, not a refused recipient).
+    """
+
+    temporary: bool = True
+    try_next_server: bool = False
+
+    def __init__(self, message: str, *, code: int | None = None, reply: str | None = None,
+                 server: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.reply = reply
+        self.server = server
+
+
+class NoServerConfigured(DeliveryError):
+    def __init__(self, hint: str | None = None) -> None:
+        extra = f" (hint {hint!r})" if hint else ""
+        super().__init__(
+            f"no enabled SMTP server is configured{extra}: add one with `mailroom smtp add`; "
+            "queued mails are kept and go out once a server exists"
+        )
+
+
+class SmtpConnectError(DeliveryError, ConnectionError):
+    try_next_server = True
+
+
+class SmtpAuthError(DeliveryError):
+    try_next_server = True
+
+
+class SmtpTimeout(DeliveryError, TimeoutError):
+    pass
+
+
+class SmtpDisconnected(DeliveryError, ConnectionError):
+    pass
+
+
+class SmtpTemporaryError(DeliveryError):
+    pass
+
+
+class SmtpPermanentError(DeliveryError):
+    temporary = False

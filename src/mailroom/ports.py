@@ -1,0 +1,195 @@
+"""The small interfaces the core depends on; adapters implement them.
+
+Storage ports are synchronous (SQLAlchemy sessions); the worker calls them from a thread. The SMTP
+transport and the wake-up signal are asynchronous.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol
+
+from mailroom.domain.log import LogPage, LogQuery
+from mailroom.domain.mail import Mail
+from mailroom.domain.outbox import DeliveryAttempt, MailStatus, OutgoingMail, RecipientResult
+from mailroom.domain.servers import ServerSettings, SmtpServer
+
+# --- values that cross the ports -------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NewOutgoing:
+    """A mail ready to be stored: validated, rendered to MIME, with its envelope decided."""
+
+    id: str
+    mail: Mail
+    message: bytes
+    message_id: str
+    queued_at: datetime
+    recipients: tuple[RecipientResult, ...]
+    original_recipients: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ClaimedMail:
+    """What a worker needs to deliver one mail; ``claim_token`` fences its result against a lost lease."""
+
+    id: str
+    claim_token: str
+    message: bytes | None
+    envelope_sender: str | None
+    recipients: tuple[str, ...]
+    smtp_hint: str | None
+    attempts: int
+    expires_at: datetime | None
+    has_from_header: bool
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DeliveryResult:
+    """The outcome of one attempt, written back by the worker."""
+
+    mail_id: str
+    claim_token: str
+    status: MailStatus
+    next_attempt_at: datetime | None
+    error: str | None
+    attempt: DeliveryAttempt
+    recipients: dict[str, tuple[str, int | None, str | None]] = field(default_factory=dict)
+    """Per recipient e-mail: (RecipientStatus value, SMTP code, reply text)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SendReport:
+    """A server's answer to one message: the final reply and the recipients it refused."""
+
+    code: int
+    reply: str
+    refused: dict[str, tuple[int, str]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ProbeStep:
+    """One step of a connection test (connect, EHLO, STARTTLS, login)."""
+
+    name: str
+    ok: bool
+    detail: str
+
+
+# --- ports -----------------------------------------------------------------------------------------
+
+
+class Outbox(Protocol):
+    """The queue side of the mail store."""
+
+    def add(self, mails: Sequence[NewOutgoing]) -> None:
+        """Store all mails in one transaction and signal waiting workers."""
+
+    def claim(self, *, worker_id: str, limit: int, now: datetime, lease_seconds: float) -> list[ClaimedMail]:
+        """Take up to ``limit`` due mails, highest priority first, leasing them until now + lease."""
+
+    def record(self, results: Sequence[DeliveryResult]) -> None:
+        """Write attempts and statuses; a result whose claim was lost is written as an attempt only."""
+
+    def release(self, claims: Sequence[ClaimedMail], *, retry_at: datetime, error: str | None = None) -> None:
+        """Give unsent claims back to the queue without counting an attempt (shutdown, no server)."""
+
+    def next_due_at(self) -> datetime | None:
+        """When the earliest claimable mail becomes due, or None when the queue is empty."""
+
+    def requeue(self, mail_id: str, now: datetime) -> OutgoingMail:
+        """Queue a failed or cancelled mail again."""
+
+    def cancel(self, mail_id: str, now: datetime) -> OutgoingMail:
+        """Stop a queued or deferred mail."""
+
+
+class MailLog(Protocol):
+    """The reading side of the mail store."""
+
+    def get(self, mail_id: str) -> OutgoingMail:
+        """One mail with its recipients and attempts; raises MailNotFound."""
+
+    def raw_message(self, mail_id: str) -> bytes | None:
+        """The stored MIME message, or None once retention dropped the content."""
+
+    def search(self, query: LogQuery) -> LogPage:
+        """One page of mails matching the query."""
+
+    def delete(self, mail_ids: Sequence[str]) -> int:
+        """Remove mails with their recipients, attempts and content; returns how many existed."""
+
+    def counts_by_status(self) -> dict[MailStatus, int]:
+        """How many mails are in each status."""
+
+
+class Retention(Protocol):
+    def purge_mails(self, *, status: MailStatus, finished_before: datetime, batch_size: int) -> int:
+        """Delete one batch of finished mails older than the cut-off; returns how many."""
+
+    def purge_contents(self, *, finished_before: datetime, batch_size: int) -> int:
+        """Drop bodies and attachments of one batch of finished mails, keeping their log rows."""
+
+
+class ServerStore(Protocol):
+    def list(self) -> list[SmtpServer]: ...
+
+    def get(self, name_or_id: str) -> SmtpServer:
+        """Raises ServerNotFound."""
+
+    def add(self, settings: ServerSettings, password: str | None) -> SmtpServer: ...
+
+    def update(self, server_id: str, settings: ServerSettings, password: str | None) -> SmtpServer:
+        """A ``None`` password keeps the stored one; an empty string removes it."""
+
+    def remove(self, server_id: str) -> None: ...
+
+    def password(self, server_id: str) -> str | None:
+        """The decrypted password; only the transport ever sees it."""
+
+
+class SecretBox(Protocol):
+    def encrypt(self, plaintext: str) -> bytes: ...
+
+    def decrypt(self, token: bytes) -> str:
+        """Raises SecretError when no configured key opens the token."""
+
+
+class SmtpSession(Protocol):
+    async def send(self, sender: str, recipients: Sequence[str], message: bytes) -> SendReport:
+        """Send one message over the open connection; raises DeliveryError subclasses."""
+
+
+class Transport(Protocol):
+    def session(self, server: SmtpServer, password: str | None) -> AbstractAsyncContextManager[SmtpSession]:
+        """An open, logged-in connection; raises SmtpConnectError or SmtpAuthError when entered."""
+
+    async def probe(self, server: SmtpServer, password: str | None) -> list[ProbeStep]:
+        """Connect, EHLO, STARTTLS and log in, reporting each step; never raises for SMTP trouble."""
+
+
+class MessageBuilder(Protocol):
+    def build(self, mail: Mail, *, message_id: str, date: datetime) -> bytes:
+        """The MIME message (without Bcc) in SMTP wire form."""
+
+    def with_from(self, message: bytes, sender: str) -> bytes:
+        """Add a From header to a message that has none."""
+
+    def make_message_id(self, mail: Mail) -> str: ...
+
+
+class Clock(Protocol):
+    def now(self) -> datetime:
+        """Timezone-aware current time."""
+
+
+class Wakeup(Protocol):
+    def notify(self) -> None:
+        """Tell waiting workers that mail is due; callable from any thread."""
+
+    async def wait(self, timeout: float | None) -> bool:
+        """Wait until notified or the timeout passes; True when notified."""
