@@ -1,0 +1,61 @@
+"""SMTP passwords encrypted at rest with Fernet (AES-128-CBC + HMAC-SHA256), with key rotation."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+
+from mailroom.errors import ConfigurationError, SecretError
+
+
+class FernetSecretBox:
+    """Encrypts with the first key, decrypts with any: prepend a new key to rotate."""
+
+    def __init__(self, keys: list[bytes]) -> None:
+        if not keys:
+            raise ConfigurationError("at least one secret key is needed")
+        try:
+            self._fernet = MultiFernet([Fernet(k) for k in keys])
+        except (ValueError, TypeError) as exc:
+            raise ConfigurationError(
+                "MAILROOM_SECRET_KEY must be one or more comma-separated Fernet keys "
+                "(32 url-safe base64-encoded bytes; make one with `mailroom keygen`)"
+            ) from exc
+
+    @classmethod
+    def from_settings(cls, secret_key: str | None, key_file: str | Path) -> FernetSecretBox:
+        """Keys from the setting, else from the key file, which is created (mode 0600) when missing."""
+        if secret_key:
+            return cls([k.strip().encode() for k in secret_key.split(",") if k.strip()])
+        path = Path(key_file)
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            # O_EXCL: two processes starting at once must not write two different keys.
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            except FileExistsError:
+                pass
+            else:
+                with os.fdopen(fd, "wb") as handle:
+                    handle.write(Fernet.generate_key() + b"\n")
+        keys = [line.strip() for line in path.read_bytes().splitlines() if line.strip()]
+        return cls(keys)
+
+    def encrypt(self, plaintext: str) -> bytes:
+        return self._fernet.encrypt(plaintext.encode())
+
+    def decrypt(self, token: bytes) -> str:
+        try:
+            return self._fernet.decrypt(token).decode()
+        except InvalidToken as exc:
+            raise SecretError(
+                "a stored SMTP password cannot be decrypted with the configured key(s): was "
+                "MAILROOM_SECRET_KEY or the key file changed? Add the old key after the new one, "
+                "or enter the password again"
+            ) from exc
+
+
+def generate_key() -> str:
+    return Fernet.generate_key().decode()

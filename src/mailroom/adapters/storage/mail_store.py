@@ -1,0 +1,367 @@
+"""The mail store on SQLAlchemy Core: the queue (Outbox), the log (MailLog) and retention."""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections import defaultdict
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, Connection, Row, and_, bindparam, delete, func, insert, or_, select, update
+
+from mailroom.adapters.storage.claiming import claim_due
+from mailroom.adapters.storage.database import Database
+from mailroom.adapters.storage.tables import mail_attempts, mail_contents, mail_recipients, mails
+from mailroom.domain.log import LogPage, LogQuery, SortKey
+from mailroom.domain.outbox import (
+    CANCELLABLE_STATUSES,
+    CLAIMABLE_STATUSES,
+    RETRYABLE_STATUSES,
+    DeliveryAttempt,
+    MailStatus,
+    OutgoingMail,
+    RecipientKind,
+    RecipientResult,
+    RecipientStatus,
+)
+from mailroom.errors import InvalidTransition, MailNotFound
+from mailroom.ports import ClaimedMail, DeliveryResult, NewOutgoing
+
+_SORT_COLUMNS = {
+    SortKey.QUEUED_AT: mails.c.queued_at,
+    SortKey.SENT_AT: mails.c.sent_at,
+    SortKey.SUBJECT: mails.c.subject,
+    SortKey.STATUS: mails.c.status,
+    SortKey.RECEIVER: mails.c.receiver,
+    SortKey.SERVER: mails.c.server_name,
+    SortKey.ATTEMPTS: mails.c.attempts,
+}
+_CLAIMABLE = [s.value for s in CLAIMABLE_STATUSES]
+
+
+class SqlMailStore:
+    """Implements the Outbox, MailLog and Retention ports over one Database."""
+
+    def __init__(self, database: Database) -> None:
+        self._db = database
+
+    # --- Outbox --------------------------------------------------------------------------------
+
+    def add(self, new_mails: Sequence[NewOutgoing]) -> None:
+        if not new_mails:
+            return
+        mail_rows: list[dict[str, Any]] = []
+        recipient_rows: list[dict[str, Any]] = []
+        content_rows: list[dict[str, Any]] = []
+        for new in new_mails:
+            mail = new.mail
+            mail_rows.append({
+                "id": new.id,
+                "status": MailStatus.QUEUED.value,
+                "priority": mail.priority.rank,
+                "subject": mail.subject,
+                "sender": str(mail.sender) if mail.sender else None,
+                "envelope_sender": mail.sender.ascii_email if mail.sender else None,
+                "receiver": ", ".join(r.email for r in new.recipients).lower(),
+                "message_id": new.message_id,
+                "smtp_hint": mail.smtp_hint,
+                "tags": "," + ",".join(mail.tags) + "," if mail.tags else None,
+                "correlation_id": mail.correlation_id,
+                "queued_at": new.queued_at,
+                "send_at": mail.send_at,
+                "expires_at": mail.expires_at,
+                "next_attempt_at": max(new.queued_at, mail.send_at) if mail.send_at else new.queued_at,
+                "attempts": 0,
+                "updated_at": new.queued_at,
+                "size_bytes": len(new.message),
+                "has_from": mail.sender is not None,
+                "original_recipients": json.dumps(list(new.original_recipients))
+                if new.original_recipients else None,
+            })
+            recipient_rows.extend({
+                "mail_id": new.id, "position": position, "kind": r.kind.value, "email": r.email,
+                "name": r.name, "status": r.status.value, "code": r.code, "reply": r.reply,
+            } for position, r in enumerate(new.recipients))
+            content_rows.append({"mail_id": new.id, "message": new.message, "finished_at": None})
+        with self._db.write() as conn:
+            conn.execute(insert(mails), mail_rows)
+            conn.execute(insert(mail_recipients), recipient_rows)
+            conn.execute(insert(mail_contents), content_rows)
+
+    def claim(self, *, worker_id: str, limit: int, now: datetime, lease_seconds: float) -> list[ClaimedMail]:
+        token = f"{worker_id}:{secrets.token_hex(6)}"
+        with self._db.write() as conn:
+            rows = claim_due(conn, token=token, limit=limit, now=now, lease_seconds=lease_seconds)
+            if not rows:
+                return []
+            ids = [row.id for row in rows]
+            recipients: dict[str, list[str]] = defaultdict(list)
+            for mail_id, email in conn.execute(
+                select(mail_recipients.c.mail_id, mail_recipients.c.email)
+                .where(mail_recipients.c.mail_id.in_(ids))
+                .order_by(mail_recipients.c.mail_id, mail_recipients.c.position)
+            ):
+                recipients[mail_id].append(email)
+            messages: dict[str, bytes] = dict(conn.execute(
+                select(mail_contents.c.mail_id, mail_contents.c.message).where(mail_contents.c.mail_id.in_(ids))
+            ).all())
+        return [
+            ClaimedMail(id=row.id, claim_token=token, message=messages.get(row.id),
+                        envelope_sender=row.envelope_sender, recipients=tuple(recipients[row.id]),
+                        smtp_hint=row.smtp_hint, attempts=row.attempts, expires_at=row.expires_at,
+                        has_from_header=row.has_from)
+            for row in rows
+        ]
+
+    def record(self, results: Sequence[DeliveryResult]) -> None:
+        if not results:
+            return
+        with self._db.write() as conn:
+            conn.execute(insert(mail_attempts), [{
+                "mail_id": r.mail_id, "number": r.attempt.number, "started_at": r.attempt.started_at,
+                "duration_ms": r.attempt.duration_ms, "server_name": r.attempt.server_name,
+                "outcome": r.attempt.outcome.value, "code": r.attempt.code, "reply": r.attempt.reply,
+            } for r in results])
+            finished_at = {r.mail_id: r.attempt.started_at for r in results if r.status.is_final}
+            status_rows = [{
+                "b_id": r.mail_id, "b_token": r.claim_token, "status": r.status.value,
+                "next_attempt_at": r.next_attempt_at, "last_error": r.error,
+                "server_name": r.attempt.server_name, "updated_at": r.attempt.started_at,
+                "sent_at": r.attempt.started_at if r.status is MailStatus.SENT else None,
+                "finished_at": finished_at.get(r.mail_id),
+            } for r in results]
+            # The claim token fences the write: a worker whose lease ran out (and whose mail another
+            # worker took over) must not overwrite the newer state.
+            conn.execute(
+                update(mails)
+                .where(mails.c.id == bindparam("b_id"), mails.c.claim_token == bindparam("b_token"))
+                .values(status=bindparam("status"), next_attempt_at=bindparam("next_attempt_at"),
+                        last_error=bindparam("last_error"), server_name=bindparam("server_name"),
+                        updated_at=bindparam("updated_at"), sent_at=bindparam("sent_at"),
+                        finished_at=bindparam("finished_at"), claim_token=None),
+                status_rows,
+            )
+            recipient_rows = [
+                {"b_mail_id": r.mail_id, "b_email": email, "status": status, "code": code, "reply": reply}
+                for r in results for email, (status, code, reply) in r.recipients.items()
+            ]
+            if recipient_rows:
+                conn.execute(
+                    update(mail_recipients)
+                    .where(mail_recipients.c.mail_id == bindparam("b_mail_id"),
+                           mail_recipients.c.email == bindparam("b_email"))
+                    .values(status=bindparam("status"), code=bindparam("code"), reply=bindparam("reply")),
+                    recipient_rows,
+                )
+            if finished_at:
+                conn.execute(
+                    update(mail_contents).where(mail_contents.c.mail_id == bindparam("b_id"))
+                    .values(finished_at=bindparam("finished_at")),
+                    [{"b_id": mail_id, "finished_at": at} for mail_id, at in finished_at.items()],
+                )
+
+    def release(self, claims: Sequence[ClaimedMail], *, retry_at: datetime, error: str | None = None) -> None:
+        if not claims:
+            return
+        values: dict[str, Any] = {"status": bindparam("status"), "attempts": bindparam("attempts"),
+                                  "next_attempt_at": retry_at, "claim_token": None}
+        if error is not None:
+            values["last_error"] = error
+        with self._db.write() as conn:
+            conn.execute(
+                update(mails)
+                .where(mails.c.id == bindparam("b_id"), mails.c.claim_token == bindparam("b_token"))
+                .values(**values),
+                [{"b_id": c.id, "b_token": c.claim_token, "attempts": c.attempts - 1,
+                  "status": (MailStatus.QUEUED if c.attempts <= 1 else MailStatus.DEFERRED).value}
+                 for c in claims],
+            )
+
+    def next_due_at(self) -> datetime | None:
+        with self._db.read() as conn:
+            found: datetime | None = conn.execute(
+                select(func.min(mails.c.next_attempt_at)).where(mails.c.status.in_(_CLAIMABLE))
+            ).scalar()
+            return found
+
+    def requeue(self, mail_id: str, now: datetime) -> OutgoingMail:
+        with self._db.write() as conn:
+            status = self._status(conn, mail_id)
+            if status not in RETRYABLE_STATUSES:
+                raise InvalidTransition(mail_id, status, "retry", "failed or cancelled")
+            if conn.execute(select(mail_contents.c.mail_id).where(mail_contents.c.mail_id == mail_id)).first() is None:
+                raise InvalidTransition(mail_id, f"{status} and its content was dropped by retention",
+                                        "retry", "failed mails that still have their content")
+            conn.execute(update(mails).where(mails.c.id == mail_id).values(
+                status=MailStatus.QUEUED.value, attempts=0, next_attempt_at=now, finished_at=None,
+                last_error=None, updated_at=now, claim_token=None))
+            conn.execute(update(mail_contents).where(mail_contents.c.mail_id == mail_id).values(finished_at=None))
+            conn.execute(update(mail_recipients).where(mail_recipients.c.mail_id == mail_id).values(
+                status=RecipientStatus.PENDING.value, code=None, reply=None))
+            return self._load(conn, mail_id)
+
+    def cancel(self, mail_id: str, now: datetime) -> OutgoingMail:
+        with self._db.write() as conn:
+            status = self._status(conn, mail_id)
+            if status not in CANCELLABLE_STATUSES:
+                raise InvalidTransition(mail_id, status, "cancel", "queued or deferred")
+            conn.execute(update(mails).where(mails.c.id == mail_id).values(
+                status=MailStatus.CANCELLED.value, next_attempt_at=None, finished_at=now, updated_at=now,
+                last_error="cancelled"))
+            conn.execute(update(mail_contents).where(mail_contents.c.mail_id == mail_id).values(finished_at=now))
+            return self._load(conn, mail_id)
+
+    # --- MailLog -------------------------------------------------------------------------------
+
+    def get(self, mail_id: str) -> OutgoingMail:
+        with self._db.read() as conn:
+            return self._load(conn, mail_id, with_attempts=True)
+
+    def raw_message(self, mail_id: str) -> bytes | None:
+        with self._db.read() as conn:
+            self._status(conn, mail_id)
+            message: bytes | None = conn.execute(
+                select(mail_contents.c.message).where(mail_contents.c.mail_id == mail_id)).scalar()
+            return message
+
+    def search(self, query: LogQuery) -> LogPage:
+        conditions = _conditions(query)
+        column = _SORT_COLUMNS[query.sort]
+        order = [column.desc() if query.descending else column.asc(),
+                 mails.c.id.desc() if query.descending else mails.c.id.asc()]
+        with self._db.read() as conn:
+            rows = conn.execute(
+                select(mails).where(*conditions).order_by(*order).offset(query.offset).limit(query.limit)
+            ).all()
+            total = conn.execute(select(func.count()).select_from(mails).where(*conditions)).scalar_one() \
+                if query.with_total else None
+            recipients = self._recipients(conn, [row.id for row in rows])
+        items = [_to_outgoing(row, recipients.get(row.id, ()), ()) for row in rows]
+        return LogPage(items=items, total=total, offset=query.offset, limit=query.limit)
+
+    def delete(self, mail_ids: Sequence[str]) -> int:
+        if not mail_ids:
+            return 0
+        with self._db.write() as conn:
+            return _delete_mails(conn, list(mail_ids))
+
+    def counts_by_status(self) -> dict[MailStatus, int]:
+        with self._db.read() as conn:
+            rows = conn.execute(select(mails.c.status, func.count()).group_by(mails.c.status)).all()
+        return {MailStatus(status): count for status, count in rows}
+
+    # --- Retention -----------------------------------------------------------------------------
+
+    def purge_mails(self, *, status: MailStatus, finished_before: datetime, batch_size: int) -> int:
+        with self._db.write() as conn:
+            ids = list(conn.execute(
+                select(mails.c.id)
+                .where(mails.c.status == status.value, mails.c.finished_at < finished_before)
+                .order_by(mails.c.finished_at).limit(batch_size)
+            ).scalars())
+            return _delete_mails(conn, ids) if ids else 0
+
+    def purge_contents(self, *, finished_before: datetime, batch_size: int) -> int:
+        with self._db.write() as conn:
+            ids = list(conn.execute(
+                select(mail_contents.c.mail_id).where(mail_contents.c.finished_at < finished_before)
+                .order_by(mail_contents.c.finished_at).limit(batch_size)
+            ).scalars())
+            if ids:
+                conn.execute(delete(mail_contents).where(mail_contents.c.mail_id.in_(ids)))
+            return len(ids)
+
+    # --- helpers -------------------------------------------------------------------------------
+
+    @staticmethod
+    def _status(conn: Connection, mail_id: str) -> MailStatus:
+        status = conn.execute(select(mails.c.status).where(mails.c.id == mail_id)).scalar()
+        if status is None:
+            raise MailNotFound(mail_id)
+        return MailStatus(status)
+
+    def _load(self, conn: Connection, mail_id: str, *, with_attempts: bool = False) -> OutgoingMail:
+        row = conn.execute(select(mails).where(mails.c.id == mail_id)).first()
+        if row is None:
+            raise MailNotFound(mail_id)
+        attempts: tuple[DeliveryAttempt, ...] = ()
+        if with_attempts:
+            attempts = tuple(
+                DeliveryAttempt(number=a.number, started_at=a.started_at, duration_ms=a.duration_ms,
+                                server_name=a.server_name, outcome=MailStatus(a.outcome), code=a.code,
+                                reply=a.reply)
+                for a in conn.execute(select(mail_attempts).where(mail_attempts.c.mail_id == mail_id)
+                                      .order_by(mail_attempts.c.id))
+            )
+        has_content = conn.execute(
+            select(mail_contents.c.mail_id).where(mail_contents.c.mail_id == mail_id)).first() is not None
+        return _to_outgoing(row, self._recipients(conn, [mail_id]).get(mail_id, ()), attempts,
+                            has_content=has_content)
+
+    @staticmethod
+    def _recipients(conn: Connection, ids: list[str]) -> dict[str, tuple[RecipientResult, ...]]:
+        if not ids:
+            return {}
+        found: dict[str, list[RecipientResult]] = defaultdict(list)
+        for r in conn.execute(select(mail_recipients).where(mail_recipients.c.mail_id.in_(ids))
+                              .order_by(mail_recipients.c.mail_id, mail_recipients.c.position)):
+            found[r.mail_id].append(RecipientResult(email=r.email, kind=RecipientKind(r.kind), name=r.name,
+                                                    status=RecipientStatus(r.status), code=r.code,
+                                                    reply=r.reply))
+        return {k: tuple(v) for k, v in found.items()}
+
+
+def _delete_mails(conn: Connection, ids: list[str]) -> int:
+    # Children first: SQLite only cascades with foreign_keys=ON, and not every engine is ours.
+    for child, column in ((mail_recipients, mail_recipients.c.mail_id), (mail_attempts, mail_attempts.c.mail_id),
+                          (mail_contents, mail_contents.c.mail_id)):
+        conn.execute(delete(child).where(column.in_(ids)))
+    return conn.execute(delete(mails).where(mails.c.id.in_(ids))).rowcount
+
+
+def _like(text: str) -> str:
+    escaped = text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+def _conditions(query: LogQuery) -> list[ColumnElement[bool]]:
+    conditions: list[ColumnElement[bool]] = []
+    if query.statuses:
+        conditions.append(mails.c.status.in_(sorted(s.value for s in query.statuses)))
+    if query.recipient:
+        conditions.append(mails.c.receiver.like(_like(query.recipient), escape="\\"))
+    if query.subject:
+        conditions.append(func.lower(mails.c.subject).like(_like(query.subject), escape="\\"))
+    if query.text:
+        pattern = _like(query.text)
+        conditions.append(or_(func.lower(mails.c.subject).like(pattern, escape="\\"),
+                              mails.c.receiver.like(pattern, escape="\\")))
+    if query.server:
+        conditions.append(mails.c.server_name == query.server)
+    if query.tag:
+        conditions.append(mails.c.tags.like(_like("," + query.tag + ","), escape="\\"))
+    if query.correlation_id:
+        conditions.append(mails.c.correlation_id == query.correlation_id)
+    if query.queued_after:
+        conditions.append(mails.c.queued_at >= query.queued_after)
+    if query.queued_before:
+        conditions.append(mails.c.queued_at < query.queued_before)
+    return conditions or [and_(True)]
+
+
+def _to_outgoing(row: Row[Any], recipients: tuple[RecipientResult, ...], attempts: tuple[DeliveryAttempt, ...],
+                 *, has_content: bool = True) -> OutgoingMail:
+    priority = {3: "high", 2: "normal", 1: "low"}.get(row.priority, "normal")
+    return OutgoingMail(
+        id=row.id, status=MailStatus(row.status), subject=row.subject, sender=row.sender,
+        recipients=recipients, priority=priority, queued_at=row.queued_at,
+        next_attempt_at=row.next_attempt_at, attempts=row.attempts, last_error=row.last_error,
+        server_name=row.server_name, message_id=row.message_id, sent_at=row.sent_at,
+        finished_at=row.finished_at, send_at=row.send_at, expires_at=row.expires_at,
+        smtp_hint=row.smtp_hint, tags=tuple(t for t in (row.tags or "").split(",") if t),
+        correlation_id=row.correlation_id,
+        original_recipients=tuple(json.loads(row.original_recipients)) if row.original_recipients else (),
+        size_bytes=row.size_bytes, has_content=has_content, attempt_log=attempts,
+    )

@@ -1,0 +1,151 @@
+"""The one schema source: SQLAlchemy Core tables, each with the indexes its queries need.
+
+Alembic migrations are written against this metadata; a test checks that they give the same schema.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    DateTime,
+    Dialect,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    SmallInteger,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+    text,
+)
+
+from mailroom.domain.outbox import CLAIMABLE_STATUSES
+
+metadata = MetaData(naming_convention={
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+})
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes in, aware UTC datetimes out, on SQLite (which keeps no zone) and PostgreSQL."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the database; use timezone-aware datetimes")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        assert isinstance(value, datetime)
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+_claimable = text("status IN ({})".format(", ".join(f"'{s.value}'" for s in CLAIMABLE_STATUSES)))
+
+mails = Table(
+    "mailroom_mails", metadata,
+    Column("id", String(32), primary_key=True),
+    Column("status", String(16), nullable=False),
+    Column("priority", SmallInteger, nullable=False),
+    Column("subject", Text, nullable=False),
+    Column("sender", Text),
+    Column("envelope_sender", Text),
+    Column("receiver", Text, nullable=False),  # lower-cased summary of all recipients, for search
+    Column("message_id", String(255), nullable=False),
+    Column("smtp_hint", String(255)),
+    Column("tags", Text),  # ",a,b," so that one tag is found with LIKE '%,a,%'
+    Column("correlation_id", String(255)),
+    Column("queued_at", UtcDateTime, nullable=False),
+    Column("send_at", UtcDateTime),
+    Column("expires_at", UtcDateTime),
+    # When the row next needs a worker: due time while queued/deferred, lease end while sending.
+    Column("next_attempt_at", UtcDateTime),
+    Column("claim_token", String(64)),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("last_error", Text),
+    Column("server_name", String(255)),
+    Column("sent_at", UtcDateTime),
+    Column("finished_at", UtcDateTime),
+    Column("updated_at", UtcDateTime, nullable=False),
+    Column("size_bytes", Integer, nullable=False),
+    Column("has_from", Boolean, nullable=False),
+    Column("original_recipients", Text),  # JSON list, set when staging changed the envelope
+    Index("ix_mailroom_mails_claim", "priority", "next_attempt_at",
+          sqlite_where=_claimable, postgresql_where=_claimable),
+    Index(None, "status", "finished_at"),
+    Index(None, "status", "queued_at"),
+    Index(None, "queued_at"),
+    Index(None, "server_name", "queued_at"),
+    Index(None, "correlation_id"),
+)
+
+mail_recipients = Table(
+    "mailroom_mail_recipients", metadata,
+    Column("mail_id", String(32), ForeignKey("mailroom_mails.id", ondelete="CASCADE"), primary_key=True),
+    Column("position", SmallInteger, primary_key=True),
+    Column("kind", String(8), nullable=False),
+    Column("email", String(320), nullable=False),
+    Column("name", Text, nullable=False, default=""),
+    Column("status", String(16), nullable=False),
+    Column("code", SmallInteger),
+    Column("reply", Text),
+    Index(None, "email"),
+)
+
+mail_attempts = Table(
+    "mailroom_mail_attempts", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("mail_id", String(32), ForeignKey("mailroom_mails.id", ondelete="CASCADE"), nullable=False),
+    Column("number", Integer, nullable=False),
+    Column("started_at", UtcDateTime, nullable=False),
+    Column("duration_ms", Integer, nullable=False),
+    Column("server_name", String(255)),
+    Column("outcome", String(16), nullable=False),
+    Column("code", SmallInteger),
+    Column("reply", Text),
+    Index(None, "mail_id"),
+)
+
+mail_contents = Table(
+    "mailroom_mail_contents", metadata,
+    Column("mail_id", String(32), ForeignKey("mailroom_mails.id", ondelete="CASCADE"), primary_key=True),
+    Column("message", LargeBinary, nullable=False),
+    # Copied from the mail when it is finished, so content retention walks only rows it will drop.
+    Column("finished_at", UtcDateTime),
+    Index(None, "finished_at"),
+)
+
+smtp_servers = Table(
+    "mailroom_smtp_servers", metadata,
+    Column("id", String(32), primary_key=True),
+    Column("name", String(255), nullable=False, unique=True),
+    Column("host", String(255), nullable=False),
+    Column("port", Integer, nullable=False),
+    Column("security", String(16), nullable=False),
+    Column("username", String(255), nullable=False, default=""),
+    Column("password_encrypted", LargeBinary),
+    Column("sender", String(320), nullable=False, default=""),
+    Column("priority", Integer, nullable=False, default=0),
+    Column("enabled", Boolean, nullable=False, default=True),
+    Column("timeout_seconds", Float, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+)
