@@ -1,0 +1,192 @@
+"""The composition root: one ``Mailroom`` object built from settings, giving every use case.
+
+Synchronous methods suit scripts and WSGI apps; each has an ``_async`` twin that runs the same work in
+a thread, for asyncio apps. Storage calls are short, so a thread per call is cheap.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any, ParamSpec, TypeVar
+
+from mailroom.adapters.secrets import FernetSecretBox
+from mailroom.adapters.smtp.mime import StdlibMessageBuilder
+from mailroom.adapters.smtp.transport import AiosmtplibTransport
+from mailroom.adapters.storage.database import Database
+from mailroom.adapters.storage.mail_store import SqlMailStore
+from mailroom.adapters.storage.server_store import SqlServerStore
+from mailroom.adapters.storage.wakeup import EventWakeup, PostgresWakeup
+from mailroom.domain.events import EventBus, SendMailRequested
+from mailroom.domain.log import LogPage, LogQuery
+from mailroom.domain.mail import Attachment, Mail
+from mailroom.domain.outbox import OutgoingMail
+from mailroom.domain.permissions import SYSTEM, Subject
+from mailroom.ports import Transport
+from mailroom.settings import Settings
+from mailroom.usecases.deliver_mail import DeliverMail, SessionPool
+from mailroom.usecases.mail_log import MailLogUseCases
+from mailroom.usecases.retention import PurgeExpired, RetentionPolicy
+from mailroom.usecases.send_mail import SendMail
+from mailroom.usecases.smtp_servers import SmtpServerUseCases
+from mailroom.worker import Worker
+
+log = logging.getLogger(__name__)
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+class SystemClock:
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+
+class Mailroom:
+    """Mail management for one application.
+
+    >>> mailroom = Mailroom()                       # settings from MAILROOM_* / MAILROOM_CONFIG
+    >>> mail_id = mailroom.send_mail(SYSTEM, Mail(to="a@example.org", subject="Hi", text="Hello"))
+    """
+
+    def __init__(self, settings: Settings | None = None, *, migrate: bool = True,
+                 transport: Transport | None = None, **overrides: Any) -> None:
+        self.settings = settings.replace(**overrides) if settings else Settings.load(**overrides)
+        s = self.settings
+        self.database = Database(s.database_url)
+        if migrate:
+            self.database.migrate()
+        self.clock = SystemClock()
+        self.wakeup: EventWakeup = (
+            PostgresWakeup(self.database.url.set(drivername="postgresql").render_as_string(hide_password=False))
+            if self.database.is_postgres else EventWakeup()
+        )
+        self.store = SqlMailStore(self.database)
+        self.builder = StdlibMessageBuilder(message_id_domain=s.message_id_domain)
+        self.transport = transport or AiosmtplibTransport(ca_file=s.smtp_ca_file)
+        self.server_store = SqlServerStore(self.database, FernetSecretBox.from_settings(s.secret_key,
+                                                                                         s.secret_key_file))
+        self._send = SendMail(outbox=self.store, builder=self.builder, clock=self.clock, wakeup=self.wakeup,
+                              staging=s.staging_policy, max_attachment_bytes=s.max_attachment_bytes,
+                              max_message_bytes=s.max_message_bytes)
+        self.log = MailLogUseCases(log=self.store, outbox=self.store, clock=self.clock, wakeup=self.wakeup)
+        self.servers = SmtpServerUseCases(store=self.server_store, transport=self.transport, wakeup=self.wakeup)
+        self.events = EventBus()
+        self.events.subscribe(SendMailRequested, self._on_send_mail_requested)
+
+    # --- sending -------------------------------------------------------------------------------
+
+    def send_mail(self, subject: Subject, mail: Mail) -> str:
+        """Queue a mail and return its id; delivery happens in a worker."""
+        return self._send(subject, mail)
+
+    async def send_mail_async(self, subject: Subject, mail: Mail) -> str:
+        return await _in_thread(self._send, subject, mail)
+
+    def send_mails(self, subject: Subject, mails: Sequence[Mail]) -> list[str]:
+        """Queue many mails in one transaction: all or none."""
+        return self._send.bulk(subject, mails)
+
+    async def send_mails_async(self, subject: Subject, mails: Sequence[Mail]) -> list[str]:
+        return await _in_thread(self._send.bulk, subject, mails)
+
+    def _on_send_mail_requested(self, event: SendMailRequested) -> None:
+        self._send(SYSTEM, Mail(
+            to=list(event.to), cc=list(event.cc), bcc=list(event.bcc), subject=event.subject,
+            text=event.text, html=event.html, smtp_hint=event.smtp_hint,
+            attachments=[Attachment(filename=name, content=data) for name, data in event.attachments.items()],
+        ))
+
+    # --- the log -------------------------------------------------------------------------------
+
+    def get_mail(self, subject: Subject, mail_id: str) -> OutgoingMail:
+        return self.log.get(subject, mail_id)
+
+    async def get_mail_async(self, subject: Subject, mail_id: str) -> OutgoingMail:
+        return await _in_thread(self.log.get, subject, mail_id)
+
+    def search_mail_log(self, subject: Subject, query: LogQuery | None = None, **filters: Any) -> LogPage:
+        """Search by a LogQuery or its fields as keywords (``statuses``, ``recipient``, ``text``, ...)."""
+        return self.log.search(subject, query or LogQuery(**filters))
+
+    async def search_mail_log_async(self, subject: Subject, query: LogQuery | None = None,
+                                    **filters: Any) -> LogPage:
+        return await _in_thread(self.log.search, subject, query or LogQuery(**filters))
+
+    def retry_mail(self, subject: Subject, mail_id: str) -> OutgoingMail:
+        return self.log.retry(subject, mail_id)
+
+    async def retry_mail_async(self, subject: Subject, mail_id: str) -> OutgoingMail:
+        return await _in_thread(self.log.retry, subject, mail_id)
+
+    def cancel_mail(self, subject: Subject, mail_id: str) -> OutgoingMail:
+        return self.log.cancel(subject, mail_id)
+
+    async def cancel_mail_async(self, subject: Subject, mail_id: str) -> OutgoingMail:
+        return await _in_thread(self.log.cancel, subject, mail_id)
+
+    def delete_mails(self, subject: Subject, mail_ids: Sequence[str]) -> int:
+        return self.log.delete(subject, mail_ids)
+
+    async def delete_mails_async(self, subject: Subject, mail_ids: Sequence[str]) -> int:
+        return await _in_thread(self.log.delete, subject, mail_ids)
+
+    # --- the worker ----------------------------------------------------------------------------
+
+    def create_worker(self, **overrides: Any) -> Worker:
+        s = self.settings
+        pool = SessionPool(self.transport, size=s.smtp_connections_per_server)
+        deliver = DeliverMail(servers=self.server_store, builder=self.builder, clock=self.clock,
+                              policy=s.retry_policy, pool=pool)
+        purge = PurgeExpired(store=self.store, clock=self.clock, policy=RetentionPolicy(
+            keep_sent_days=s.keep_sent_days, keep_failed_days=s.keep_failed_days,
+            keep_content_days=s.keep_content_days, batch_size=s.retention_batch_size))
+        options: dict[str, Any] = {
+            "purge": purge, "batch_size": s.worker_batch_size, "lease_seconds": s.lease_seconds,
+            "poll_interval_seconds": s.poll_interval_seconds,
+            "retention_interval_seconds": s.retention_interval_seconds,
+            "shutdown_grace_seconds": s.shutdown_grace_seconds,
+        } | overrides
+        return Worker(outbox=self.store, servers=self.server_store, deliver=deliver, pool=pool,
+                      wakeup=self.wakeup, clock=self.clock, **options)
+
+    async def run_worker(self, *, until_idle: bool = False, handle_signals: bool = False,
+                         worker: Worker | None = None) -> Worker:
+        """Deliver mail until stopped (SIGTERM/SIGINT with ``handle_signals``) or, with ``until_idle``,
+        until nothing is due."""
+        worker = worker or self.create_worker()
+        loop = asyncio.get_running_loop()
+        if handle_signals:
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(signum, worker.stop)
+        if isinstance(self.wakeup, PostgresWakeup):
+            await self.wakeup.start()
+        try:
+            await worker.run(until_idle=until_idle)
+        finally:
+            if isinstance(self.wakeup, PostgresWakeup):
+                await self.wakeup.stop()
+            if handle_signals:
+                for signum in (signal.SIGTERM, signal.SIGINT):
+                    loop.remove_signal_handler(signum)
+        return worker
+
+    def deliver_pending(self) -> int:
+        """Deliver everything due now and return (for scripts and tests); returns the number handled."""
+        return asyncio.run(self.run_worker(until_idle=True)).delivered
+
+    def close(self) -> None:
+        self.database.dispose()
+
+    def __enter__(self) -> Mailroom:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+async def _in_thread(fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+    return await asyncio.to_thread(fn, *args, **kwargs)

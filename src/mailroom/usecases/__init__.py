@@ -1,0 +1,1 @@
+"""Use cases: small classes built from ports; each checks the calling subject's permission first."""

@@ -1,0 +1,183 @@
+"""Deliver one claimed mail: choose servers, reuse pooled connections, judge the outcome."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from datetime import datetime
+
+from mailroom.domain.delivery import judge
+from mailroom.domain.outbox import DeliveryAttempt, MailStatus, RecipientStatus
+from mailroom.domain.retry import RetryPolicy
+from mailroom.domain.servers import SmtpServer, servers_to_try
+from mailroom.errors import (
+    DeliveryError,
+    NoServerConfigured,
+    SmtpAuthError,
+    SmtpPermanentError,
+)
+from mailroom.ports import ClaimedMail, Clock, DeliveryResult, MessageBuilder, ServerStore, SmtpSession, Transport
+
+log = logging.getLogger(__name__)
+
+# After a login failure a server rests longer than after a connection failure: retrying wrong
+# credentials quickly is what gets an IP blocked by the provider.
+CONNECT_FAILURE_PAUSE_SECONDS = 30.0
+AUTH_FAILURE_PAUSE_SECONDS = 300.0
+
+
+class SessionPool:
+    """Open SMTP sessions per server, at most ``size`` at once each, kept open between mails."""
+
+    def __init__(self, transport: Transport, *, size: int) -> None:
+        self._transport = transport
+        self._size = size
+        self._limits: dict[str, asyncio.Semaphore] = {}
+        self._idle: dict[str, list[tuple[SmtpSession, contextlib.AsyncExitStack]]] = {}
+        self._paused_until: dict[str, tuple[float, DeliveryError]] = {}
+
+    def paused(self, server: SmtpServer) -> DeliveryError | None:
+        """The error that paused this server, while the pause lasts."""
+        entry = self._paused_until.get(server.id)
+        if entry and entry[0] > time.monotonic():
+            return entry[1]
+        return None
+
+    def pause(self, server: SmtpServer, error: DeliveryError) -> None:
+        seconds = AUTH_FAILURE_PAUSE_SECONDS if isinstance(error, SmtpAuthError) else CONNECT_FAILURE_PAUSE_SECONDS
+        self._paused_until[server.id] = (time.monotonic() + seconds, error)
+        log.warning("SMTP server %s paused for %.0f s: %s", server.name, seconds, error)
+
+    @asynccontextmanager
+    async def session(self, server: SmtpServer, password: str | None) -> AsyncIterator[SmtpSession]:
+        limit = self._limits.setdefault(server.id, asyncio.Semaphore(self._size))
+        async with limit:
+            idle = self._idle.setdefault(server.id, [])
+            if idle:
+                session, stack = idle.pop()
+            else:
+                stack = contextlib.AsyncExitStack()
+                try:
+                    session = await stack.enter_async_context(self._transport.session(server, password))
+                except BaseException:
+                    await stack.aclose()
+                    raise
+            healthy = False
+            try:
+                yield session
+                healthy = True
+            except DeliveryError as exc:
+                # The transport reconnects a dropped session itself; only a refused login is fatal.
+                healthy = not isinstance(exc, SmtpAuthError)
+                raise
+            finally:
+                if healthy:
+                    idle.append((session, stack))
+                else:
+                    await _close_quietly(stack)
+
+    async def close(self) -> None:
+        idle, self._idle = self._idle, {}
+        for sessions in idle.values():
+            for _, stack in sessions:
+                await _close_quietly(stack)
+
+
+async def _close_quietly(stack: contextlib.AsyncExitStack) -> None:
+    with contextlib.suppress(Exception):
+        await stack.aclose()
+
+
+class DeliverMail:
+    """Turns one claimed mail into a DeliveryResult; never raises for SMTP trouble."""
+
+    def __init__(self, *, servers: ServerStore, builder: MessageBuilder, clock: Clock, policy: RetryPolicy,
+                 pool: SessionPool) -> None:
+        self._servers = servers
+        self._builder = builder
+        self._clock = clock
+        self._policy = policy
+        self._pool = pool
+        self._passwords: dict[str, str | None] = {}
+
+    def forget_passwords(self) -> None:
+        """Read passwords again at the next delivery (after a server was changed)."""
+        self._passwords.clear()
+
+    async def __call__(self, claim: ClaimedMail, servers: Sequence[SmtpServer]) -> DeliveryResult:
+        started = self._clock.now()
+        clock_start = time.perf_counter()
+        if claim.expires_at is not None and claim.expires_at <= started:
+            return self._result(claim, started, clock_start, None, MailStatus.FAILED,
+                                f"expired: not sent before {claim.expires_at.isoformat()}")
+        if claim.message is None:
+            return self._result(claim, started, clock_start, None, MailStatus.FAILED,
+                                "the content was dropped by retention before delivery")
+        error: DeliveryError = NoServerConfigured(claim.smtp_hint)
+        for server in servers_to_try(servers, claim.smtp_hint):
+            paused = self._pool.paused(server)
+            if paused is not None:
+                error = paused
+                continue
+            try:
+                return await self._send_via(server, claim, claim.message, started, clock_start)
+            except DeliveryError as exc:
+                error = exc
+                if exc.try_next_server:
+                    self._pool.pause(server, exc)
+                    continue
+                break
+        verdict = judge(error, attempts_made=claim.attempts, policy=self._policy, now=started,
+                        expires_at=claim.expires_at)
+        recipients: dict[str, tuple[str, int | None, str | None]] = {}
+        if isinstance(error, SmtpPermanentError):
+            recipients = {r: (RecipientStatus.REFUSED.value, error.code, error.reply) for r in claim.recipients}
+        return DeliveryResult(
+            mail_id=claim.id, claim_token=claim.claim_token, status=verdict.status,
+            next_attempt_at=verdict.next_attempt_at, error=verdict.error, recipients=recipients,
+            attempt=DeliveryAttempt(number=claim.attempts, started_at=started, duration_ms=_ms(clock_start),
+                                    server_name=error.server, outcome=verdict.status, code=error.code,
+                                    reply=error.reply or str(error)),
+        )
+
+    async def _send_via(self, server: SmtpServer, claim: ClaimedMail, message: bytes, started: datetime,
+                        clock_start: float) -> DeliveryResult:
+        sender = claim.envelope_sender or server.from_address
+        if sender is None:
+            raise SmtpPermanentError(f"server {server.name!r} has no sender address and the mail no From: set "
+                                     "the server's sender", server=server.name)
+        if not claim.has_from_header:
+            message = self._builder.with_from(message, sender)
+        if server.id not in self._passwords:
+            self._passwords[server.id] = await asyncio.to_thread(self._servers.password, server.id)
+        async with self._pool.session(server, self._passwords[server.id]) as session:
+            report = await session.send(sender, claim.recipients, message)
+        recipients: dict[str, tuple[str, int | None, str | None]] = {
+            r: (RecipientStatus.ACCEPTED.value, report.code, report.reply) for r in claim.recipients}
+        for email, (code, reply) in report.refused.items():
+            recipients[email] = (RecipientStatus.REFUSED.value, code, reply)
+        return DeliveryResult(
+            mail_id=claim.id, claim_token=claim.claim_token, status=MailStatus.SENT, next_attempt_at=None,
+            error=f"{len(report.refused)} recipient(s) refused" if report.refused else None,
+            recipients=recipients,
+            attempt=DeliveryAttempt(number=claim.attempts, started_at=started, duration_ms=_ms(clock_start),
+                                    server_name=server.name, outcome=MailStatus.SENT, code=report.code,
+                                    reply=report.reply),
+        )
+
+    def _result(self, claim: ClaimedMail, started: datetime, clock_start: float, server: str | None,
+                status: MailStatus, error: str) -> DeliveryResult:
+        return DeliveryResult(
+            mail_id=claim.id, claim_token=claim.claim_token, status=status, next_attempt_at=None, error=error,
+            attempt=DeliveryAttempt(number=claim.attempts, started_at=started, duration_ms=_ms(clock_start),
+                                    server_name=server, outcome=status, reply=error),
+        )
+
+
+def _ms(clock_start: float) -> int:
+    return int((time.perf_counter() - clock_start) * 1000)
+

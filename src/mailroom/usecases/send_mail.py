@@ -1,0 +1,65 @@
+"""Send mail: validate, render to MIME, store in the queue, wake a worker. Never talks to SMTP."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+
+from mailroom.domain.mail import Mail
+from mailroom.domain.outbox import RecipientKind, RecipientResult
+from mailroom.domain.permissions import SEND_MAIL, Subject
+from mailroom.domain.staging import StagingPolicy
+from mailroom.errors import AttachmentTooLarge, InvalidInput
+from mailroom.ports import Clock, MessageBuilder, NewOutgoing, Outbox, Wakeup
+
+
+class SendMail:
+    def __init__(self, *, outbox: Outbox, builder: MessageBuilder, clock: Clock, wakeup: Wakeup,
+                 staging: StagingPolicy, max_attachment_bytes: int, max_message_bytes: int) -> None:
+        self._outbox = outbox
+        self._builder = builder
+        self._clock = clock
+        self._wakeup = wakeup
+        self._staging = staging
+        self._max_attachment_bytes = max_attachment_bytes
+        self._max_message_bytes = max_message_bytes
+
+    def __call__(self, subject: Subject, mail: Mail) -> str:
+        """Queue one mail; returns its id."""
+        return self.bulk(subject, [mail])[0]
+
+    def bulk(self, subject: Subject, mails: Sequence[Mail]) -> list[str]:
+        """Queue many mails in one transaction: all are stored, or (on any invalid mail) none."""
+        subject.require(SEND_MAIL)
+        prepared = [self.prepare(mail) for mail in mails]
+        self._outbox.add(prepared)
+        self._wakeup.notify()
+        return [p.id for p in prepared]
+
+    def prepare(self, mail: Mail) -> NewOutgoing:
+        if not isinstance(mail, Mail):
+            raise InvalidInput(f"expected a Mail, got {type(mail).__name__}")
+        for attachment in mail.attachments:
+            if attachment.size > self._max_attachment_bytes:
+                raise AttachmentTooLarge(attachment.filename, attachment.size, self._max_attachment_bytes)
+        now = self._clock.now()
+        message_id = self._builder.make_message_id(mail)
+        message = self._builder.build(mail, message_id=message_id, date=now)
+        if len(message) > self._max_message_bytes:
+            raise InvalidInput(f"the message has {len(message)} bytes, over the limit of "
+                               f"{self._max_message_bytes} (MAILROOM_MAX_MESSAGE_BYTES)", field="attachments")
+        kinds = {**{a.email: RecipientKind.BCC for a in mail.bcc}, **{a.email: RecipientKind.CC for a in mail.cc},
+                 **{a.email: RecipientKind.TO for a in mail.to}}
+        envelope = self._staging.envelope(mail.recipients)
+        original: tuple[str, ...] = ()
+        if envelope != mail.recipients:
+            original = tuple(a.email for a in mail.recipients)
+            if not envelope:
+                raise InvalidInput(f"staging allows none of the recipients ({', '.join(original)}) and no "
+                                   "MAILROOM_STAGING_REDIRECT_TO is set", field="to")
+        recipients = tuple(
+            RecipientResult(email=a.email, name=a.name, kind=kinds.get(a.email, RecipientKind.TO))
+            for a in envelope
+        )
+        return NewOutgoing(id=uuid.uuid4().hex, mail=mail, message=message, message_id=message_id,
+                           queued_at=now, recipients=recipients, original_recipients=original)

@@ -1,0 +1,216 @@
+"""The delivery loop: claim due mails, deliver them concurrently, write results, sleep until woken.
+
+The loop keeps up to ``batch_size`` mails in flight and claims more when half have finished, so SMTP
+connections never wait for the database. Results are written by one writer task that groups whatever
+has finished into one transaction (group commit): a crash loses at most the few results not yet
+written, whose mails then return to the queue when their lease ends.
+
+Idle, the worker waits on the wake-up signal (in-process event, PostgreSQL NOTIFY) with a timeout that
+ends when the next scheduled or deferred mail is due, capped by ``poll_interval_seconds``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import uuid
+from datetime import timedelta
+from typing import Any
+
+from mailroom.domain.servers import SmtpServer
+from mailroom.errors import NoServerConfigured
+from mailroom.ports import ClaimedMail, Clock, DeliveryResult, Outbox, ServerStore, Wakeup
+from mailroom.usecases.deliver_mail import DeliverMail, SessionPool
+from mailroom.usecases.retention import PurgeExpired
+
+log = logging.getLogger(__name__)
+
+NO_SERVER_RETRY_SECONDS = 30.0
+
+
+class Worker:
+    def __init__(self, *, outbox: Outbox, servers: ServerStore, deliver: DeliverMail, pool: SessionPool,
+                 wakeup: Wakeup, clock: Clock, purge: PurgeExpired | None = None, batch_size: int = 100,
+                 lease_seconds: float = 300.0, poll_interval_seconds: float = 2.0,
+                 retention_interval_seconds: float = 600.0, shutdown_grace_seconds: float = 20.0,
+                 worker_id: str | None = None) -> None:
+        self.id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self._outbox = outbox
+        self._servers = servers
+        self._deliver = deliver
+        self._pool = pool
+        self._wakeup = wakeup
+        self._clock = clock
+        self._purge = purge
+        self._batch_size = batch_size
+        self._lease_seconds = lease_seconds
+        self._poll_seconds = poll_interval_seconds
+        self._retention_seconds = retention_interval_seconds
+        self._grace_seconds = shutdown_grace_seconds
+        self._stopping = asyncio.Event()
+        self._inflight: dict[asyncio.Task[DeliveryResult], ClaimedMail] = {}
+        self._results: asyncio.Queue[DeliveryResult | None] = asyncio.Queue()
+        self.delivered = 0
+
+    def stop(self) -> None:
+        """Ask the loop to finish in-flight mails (up to the grace period) and return."""
+        self._stopping.set()
+        self._wakeup.notify()
+
+    async def run(self, *, until_idle: bool = False) -> None:
+        """Deliver until ``stop()``; with ``until_idle``, return once nothing is due or in flight."""
+        writer = asyncio.create_task(self._write_results(), name="mailroom-results")
+        retention = asyncio.create_task(self._retention_loop(), name="mailroom-retention") if self._purge else None
+        log.info("worker %s started", self.id)
+        try:
+            await self._loop(until_idle)
+        finally:
+            await self._shutdown(writer, retention)
+            log.info("worker %s stopped after %d deliveries", self.id, self.delivered)
+
+    async def _loop(self, until_idle: bool) -> None:
+        half = max(1, self._batch_size // 2)
+        while not self._stopping.is_set():
+            claimed, asked = 0, 0
+            if len(self._inflight) < half or not self._inflight:
+                asked = self._batch_size - len(self._inflight)
+                claimed = await self._claim_and_start(asked)
+            if not self._inflight:
+                if until_idle and claimed == 0:
+                    return
+                if claimed == 0:
+                    await self._idle_wait()
+                continue
+            if claimed == asked and claimed > 0:
+                await self._wait_for_capacity(half)  # more is due: refill as soon as half are done
+            else:
+                await self._wait_for_work(until_idle)
+
+    async def _claim_and_start(self, limit: int) -> int:
+        servers = await asyncio.to_thread(self._servers.list)
+        now = self._clock.now()
+        claims = await asyncio.to_thread(self._outbox.claim, worker_id=self.id, limit=limit, now=now,
+                                         lease_seconds=self._lease_seconds)
+        if not claims:
+            return 0
+        if not any(s.enabled for s in servers):
+            # Nothing can go out: give the mails back untouched, with a reason an operator can read.
+            await asyncio.to_thread(self._outbox.release, claims,
+                                    retry_at=now + timedelta(seconds=NO_SERVER_RETRY_SECONDS),
+                                    error=str(NoServerConfigured()))
+            log.warning("%d mail(s) waiting: no enabled SMTP server", len(claims))
+            return 0
+        for claim in claims:
+            task = asyncio.create_task(self._deliver_one(claim, servers))
+            self._inflight[task] = claim
+        return len(claims)
+
+    async def _deliver_one(self, claim: ClaimedMail, servers: list[SmtpServer]) -> DeliveryResult:
+        result = await self._deliver(claim, servers)
+        await self._results.put(result)
+        return result
+
+    async def _wait_for_capacity(self, half: int) -> None:
+        while len(self._inflight) >= half and not self._stopping.is_set():
+            await self._reap(await self._first_done(None))
+
+    async def _wait_for_work(self, until_idle: bool) -> None:
+        """Some mails in flight and the queue drained: wake on a finished mail or on new mail."""
+        waker = None if until_idle else asyncio.create_task(self._wakeup.wait(None))
+        try:
+            done = await self._first_done(waker)
+        finally:
+            if waker is not None and not waker.done():
+                waker.cancel()
+        await self._reap(done)
+
+    async def _first_done(self, extra: asyncio.Task[bool] | None) -> set[asyncio.Task[Any]]:
+        tasks: set[asyncio.Task[Any]] = set(self._inflight)
+        if extra is not None:
+            tasks.add(extra)
+        stop = asyncio.create_task(self._stopping.wait())
+        tasks.add(stop)
+        try:
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop.cancel()
+        return done
+
+    async def _reap(self, done: set[asyncio.Task[Any]]) -> None:
+        for task in done:
+            claim = self._inflight.pop(task, None)
+            if claim is None:
+                continue
+            if task.cancelled():
+                continue
+            exc = task.exception()
+            if exc is not None:
+                log.error("delivery of mail %s crashed; it returns to the queue when its lease ends",
+                          claim.id, exc_info=exc)
+            else:
+                self.delivered += 1
+
+    async def _idle_wait(self) -> None:
+        timeout = self._poll_seconds
+        next_due = await asyncio.to_thread(self._outbox.next_due_at)
+        if next_due is not None:
+            timeout = min(timeout, max(0.0, (next_due - self._clock.now()).total_seconds()))
+        if timeout > 0:
+            await self._wakeup.wait(timeout)
+        else:
+            await asyncio.sleep(0)
+
+    async def _write_results(self) -> None:
+        finished = False
+        while not finished:
+            batch: list[DeliveryResult] = []
+            item = await self._results.get()
+            while True:
+                if item is None:
+                    finished = True
+                else:
+                    batch.append(item)
+                if finished or self._results.empty() or len(batch) >= 1000:
+                    break
+                item = self._results.get_nowait()
+            if batch:
+                await self._record(batch)
+
+    async def _record(self, batch: list[DeliveryResult]) -> None:
+        for attempt in range(5):
+            try:
+                await asyncio.to_thread(self._outbox.record, batch)
+                return
+            except Exception:
+                log.exception("writing %d delivery results failed (try %d of 5)", len(batch), attempt + 1)
+                await asyncio.sleep(0.5 * (attempt + 1))
+
+    async def _retention_loop(self) -> None:
+        assert self._purge is not None
+        while True:
+            try:
+                while await asyncio.to_thread(self._purge.run_batch) > 0:
+                    await asyncio.sleep(0.05)  # small batches, other writers get the lock between them
+            except Exception:
+                log.exception("retention failed; trying again at the next interval")
+            await asyncio.sleep(self._retention_seconds)
+
+    async def _shutdown(self, writer: asyncio.Task[None], retention: asyncio.Task[None] | None) -> None:
+        if retention is not None:
+            retention.cancel()
+        if self._inflight:
+            log.info("finishing %d in-flight mail(s), up to %.0f s", len(self._inflight), self._grace_seconds)
+            done, pending = await asyncio.wait(set(self._inflight), timeout=self._grace_seconds)
+            unfinished = [self._inflight[t] for t in pending]
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+            await self._reap(done)
+            if unfinished:
+                await asyncio.to_thread(self._outbox.release, unfinished, retry_at=self._clock.now())
+                log.info("released %d unfinished mail(s) to the queue", len(unfinished))
+        await self._results.put(None)  # the writer records what is queued, then ends
+        await writer
+        await self._pool.close()

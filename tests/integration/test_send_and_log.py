@@ -1,0 +1,169 @@
+"""send_mail, the log use cases and retention against real SQLite and PostgreSQL databases."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import func, select, update
+
+from mailroom import (
+    SYSTEM,
+    Attachment,
+    AttachmentTooLarge,
+    InvalidAddress,
+    InvalidHeader,
+    InvalidTransition,
+    Mail,
+    MailNotFound,
+    Mailroom,
+    MailStatus,
+    NoRecipients,
+    PermissionDenied,
+    SendMailRequested,
+    Subject,
+)
+from mailroom.adapters.storage.tables import mail_contents, mail_recipients, mails
+from mailroom.domain.permissions import READ_MAIL
+
+
+@pytest.fixture
+def mailroom(database_url: str, tmp_path: object, secret_key: str) -> Iterator[Mailroom]:
+    with Mailroom(database_url=database_url, secret_key=secret_key, max_attachment_bytes=1000) as room:
+        yield room
+
+
+def _count(room: Mailroom, table: object) -> int:
+    with room.database.read() as conn:
+        return int(conn.execute(select(func.count()).select_from(table)).scalar_one())  # type: ignore[arg-type]
+
+
+def test_send_mail_stores_a_queued_record(mailroom: Mailroom) -> None:
+    mail_id = mailroom.send_mail(SYSTEM, Mail(to="Ann <ann@example.org>", cc="cc@example.org",
+                                              bcc="hidden@example.org", subject="Hello", text="Hi",
+                                              tags=["welcome"], correlation_id="order-7"))
+    stored = mailroom.get_mail(SYSTEM, mail_id)
+    assert stored.status is MailStatus.QUEUED
+    assert stored.subject == "Hello"
+    assert [(r.email, r.kind.value) for r in stored.recipients] == [
+        ("ann@example.org", "to"), ("cc@example.org", "cc"), ("hidden@example.org", "bcc")]
+    assert stored.tags == ("welcome",) and stored.correlation_id == "order-7"
+    assert stored.message_id.startswith("<") and stored.queued_at.tzinfo is not None
+    raw = mailroom.log.raw_message(SYSTEM, mail_id)
+    assert raw is not None and b"hidden@example.org" not in raw
+
+
+@pytest.mark.parametrize(("build", "error"), [
+    (lambda: Mail(to="not-an-address", subject="s", text="t"), InvalidAddress),
+    (lambda: Mail(to="a@example.org", subject="a\r\nBcc: x@example.org", text="t"), InvalidHeader),
+    (lambda: Mail(subject="s", text="t"), NoRecipients),
+])
+def test_invalid_mails_cannot_even_be_built(build: object, error: type[Exception]) -> None:
+    with pytest.raises(error):
+        build()  # type: ignore[operator]
+
+
+def test_oversized_attachment_is_refused_and_nothing_stored(mailroom: Mailroom) -> None:
+    big = Mail(to="a@example.org", subject="s", text="t", attachments=[Attachment(filename="big.bin",
+                                                                                   content=b"x" * 1001)])
+    with pytest.raises(AttachmentTooLarge, match=r"big\.bin"):
+        mailroom.send_mail(SYSTEM, big)
+    ok = Mail(to="a@example.org", subject="s", text="t")
+    with pytest.raises(AttachmentTooLarge):
+        mailroom.send_mails(SYSTEM, [ok, big])  # bulk is all or nothing
+    assert _count(mailroom, mails) == 0
+    assert _count(mailroom, mail_recipients) == 0
+    assert _count(mailroom, mail_contents) == 0
+
+
+def test_permissions_are_checked(mailroom: Mailroom) -> None:
+    reader = Subject.user("reader", [READ_MAIL])
+    with pytest.raises(PermissionDenied):
+        mailroom.send_mail(reader, Mail(to="a@example.org", text="t"))
+    mail_id = mailroom.send_mail(SYSTEM, Mail(to="a@example.org", text="t"))
+    assert mailroom.get_mail(reader, mail_id).id == mail_id
+    for action in (mailroom.retry_mail, mailroom.cancel_mail):
+        with pytest.raises(PermissionDenied):
+            action(reader, mail_id)
+    with pytest.raises(PermissionDenied):
+        mailroom.delete_mails(reader, [mail_id])
+    with pytest.raises(PermissionDenied):
+        mailroom.get_mail(Subject.user("nobody", []), mail_id)
+
+
+def test_bulk_send_and_search(mailroom: Mailroom) -> None:
+    ids = mailroom.send_mails(SYSTEM, [
+        Mail(to=f"user{i}@example.org", subject=f"Invoice {i}" if i % 2 else f"Newsletter {i}", text="t",
+             tags=["billing"] if i % 2 else [])
+        for i in range(30)
+    ])
+    assert len(set(ids)) == 30
+    page = mailroom.search_mail_log(SYSTEM, text="invoice", limit=5)
+    assert page.total == 15 and len(page.items) == 5
+    assert mailroom.search_mail_log(SYSTEM, recipient="user7@").total == 1
+    assert mailroom.search_mail_log(SYSTEM, tag="billing").total == 15
+    assert mailroom.search_mail_log(SYSTEM, subject="newsletter 2").total == 6  # 2, 20..28 even
+    by_subject = mailroom.search_mail_log(SYSTEM, sort="subject", descending=False, limit=3)
+    assert [m.subject for m in by_subject.items] == ["Invoice 1", "Invoice 11", "Invoice 13"]
+    second = mailroom.search_mail_log(SYSTEM, sort="subject", descending=False, limit=3, offset=3)
+    assert second.items[0].subject == "Invoice 15"
+    assert mailroom.search_mail_log(SYSTEM, statuses=frozenset({MailStatus.SENT})).total == 0
+    future = datetime.now(UTC) + timedelta(hours=1)
+    assert mailroom.search_mail_log(SYSTEM, queued_after=future).total == 0
+    assert mailroom.search_mail_log(SYSTEM, queued_before=future).total == 30
+    assert mailroom.search_mail_log(SYSTEM, text="100%_").total == 0  # LIKE wildcards are escaped
+
+
+def test_cancel_retry_delete(mailroom: Mailroom) -> None:
+    mail_id = mailroom.send_mail(SYSTEM, Mail(to="a@example.org", text="t"))
+    with pytest.raises(InvalidTransition, match="only failed or cancelled"):
+        mailroom.retry_mail(SYSTEM, mail_id)
+    assert mailroom.cancel_mail(SYSTEM, mail_id).status is MailStatus.CANCELLED
+    with pytest.raises(InvalidTransition):
+        mailroom.cancel_mail(SYSTEM, mail_id)
+    assert mailroom.retry_mail(SYSTEM, mail_id).status is MailStatus.QUEUED
+    assert mailroom.delete_mails(SYSTEM, [mail_id]) == 1
+    with pytest.raises(MailNotFound):
+        mailroom.get_mail(SYSTEM, mail_id)
+    assert _count(mailroom, mail_recipients) == 0
+
+
+def test_event_bus_enqueues_as_system(mailroom: Mailroom) -> None:
+    mailroom.events.publish(SendMailRequested(to=["a@example.org"], subject="From an event", text="t",
+                                              attachments={"a.txt": b"hello"}))
+    page = mailroom.search_mail_log(SYSTEM)
+    assert [m.subject for m in page.items] == ["From an event"]
+
+
+def test_staging_redirects_and_records_original_recipients(database_url: str, secret_key: str) -> None:
+    with Mailroom(database_url=database_url, secret_key=secret_key, staging_redirect_to="qa@test.example",
+                  staging_allowed_domains=("corp.example",)) as room:
+        mail_id = room.send_mail(SYSTEM, Mail(to=["boss@corp.example", "customer@real.example"], text="t"))
+        stored = room.get_mail(SYSTEM, mail_id)
+    assert [r.email for r in stored.recipients] == ["boss@corp.example", "qa@test.example"]
+    assert stored.original_recipients == ("boss@corp.example", "customer@real.example")
+
+
+def test_retention_purges_in_batches_and_drops_content_first(database_url: str, secret_key: str) -> None:
+    with Mailroom(database_url=database_url, secret_key=secret_key, keep_sent_days=10, keep_content_days=1,
+                  retention_batch_size=3) as room:
+        ids = room.send_mails(SYSTEM, [Mail(to="a@example.org", text=str(i)) for i in range(8)])
+        now = datetime.now(UTC)
+        with room.database.write() as conn:
+            for i, mail_id in enumerate(ids):
+                finished = now - timedelta(days=20 if i < 4 else 2)
+                conn.execute(update(mails).where(mails.c.id == mail_id).values(
+                    status="sent", finished_at=finished, sent_at=finished))
+                conn.execute(update(mail_contents).where(mail_contents.c.mail_id == mail_id)
+                             .values(finished_at=finished))
+        purge = room.create_worker()._purge
+        assert purge is not None
+        rounds = []
+        while (n := purge.run_batch()) > 0:
+            rounds.append(n)
+        assert max(rounds) <= 6  # batch size 3, per kind
+        remaining = room.search_mail_log(SYSTEM)
+        assert remaining.total == 4  # sent 2 days ago: kept, content dropped
+        assert all(not room.get_mail(SYSTEM, m.id).has_content for m in remaining.items)
+        assert room.log.raw_message(SYSTEM, remaining.items[0].id) is None
