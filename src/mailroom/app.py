@@ -108,11 +108,11 @@ class Mailroom:
     async def get_mail_async(self, subject: Subject, mail_id: str) -> OutgoingMail:
         return await _in_thread(self.log.get, subject, mail_id)
 
-    def search_mail_log(self, subject: Subject, query: LogQuery | None = None, **filters: Any) -> LogPage:
+    def search_mail_log(self, subject: Subject, query: LogQuery | None = None, /, **filters: Any) -> LogPage:
         """Search by a LogQuery or its fields as keywords (``statuses``, ``recipient``, ``text``, ...)."""
         return self.log.search(subject, query or LogQuery(**filters))
 
-    async def search_mail_log_async(self, subject: Subject, query: LogQuery | None = None,
+    async def search_mail_log_async(self, subject: Subject, query: LogQuery | None = None, /,
                                     **filters: Any) -> LogPage:
         return await _in_thread(self.log.search, subject, query or LogQuery(**filters))
 

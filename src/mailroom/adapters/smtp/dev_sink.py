@@ -20,6 +20,19 @@ from aiosmtpd.controller import Controller
 MAX_KEPT_MESSAGES = 1000
 
 
+class AnyPortController(Controller):
+    """aiosmtpd's Controller, able to listen on port 0 (a free port the OS picks).
+
+    The stock controller checks readiness by connecting to the port it was given, which fails for 0;
+    here the port actually bound is read back first.
+    """
+
+    def _trigger_server(self) -> None:
+        if self.port == 0 and self.server is not None:
+            self.port = cast(asyncio.Server, self.server).sockets[0].getsockname()[1]
+        super()._trigger_server()  # type: ignore[no-untyped-call]
+
+
 @dataclass(frozen=True, slots=True)
 class ReceivedMail:
     envelope_from: str
@@ -52,15 +65,14 @@ class DevSink:
         self._on_message = on_message
         self._messages: list[ReceivedMail] = []
         self._lock = threading.Lock()
-        self._controller: Controller | None = None
+        self._controller: AnyPortController | None = None
 
     @property
     def port(self) -> int:
         """The port listened on (the one the OS chose when 0 was asked for)."""
-        if self._controller is None or self._controller.server is None:
+        if self._controller is None:
             return self._requested_port
-        server = cast(asyncio.Server, self._controller.server)  # aiosmtpd types it as AbstractServer
-        port: int = server.sockets[0].getsockname()[1]
+        port: int = self._controller.port
         return port
 
     @property
@@ -72,7 +84,7 @@ class DevSink:
         if self._directory is not None:
             self._directory.mkdir(parents=True, exist_ok=True)
         # SMTPUTF8 on, so mails to internationalised local parts arrive too; 64 MiB like common providers.
-        controller = Controller(_Handler(self), hostname=self._host, port=self._requested_port,
+        controller = AnyPortController(_Handler(self), hostname=self._host, port=self._requested_port,
                                 enable_SMTPUTF8=True, data_size_limit=64 * 1024 * 1024)
         controller.start()
         self._controller = controller

@@ -1,0 +1,5 @@
+"""``python -m mailroom.cli``."""
+
+from mailroom.cli import main
+
+main()

@@ -1,0 +1,103 @@
+"""The ``mailroom`` command: the root Typer app, small commands, and ``main()`` with the exit-code table.
+
+Commands are thin: parse options, call a use case as the SYSTEM subject, print. Errors end as one line
+on stderr and an exit code from :mod:`mailroom.cli.errors`.
+"""
+
+import asyncio
+import sys
+from collections.abc import Sequence
+from importlib import metadata
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from mailroom.adapters.secrets import generate_key
+from mailroom.cli import dev as dev_commands
+from mailroom.cli import mail as mail_commands
+from mailroom.cli.context import CliState, mailroom, setup_logging
+from mailroom.cli.errors import OK, exit_code_for, one_line
+from mailroom.cli.smtp import smtp_app
+
+app = typer.Typer(
+    name="mailroom",
+    help="Mail management: queue mails, deliver them over SMTP, search the mail log.",
+    no_args_is_help=True,
+    # Tracebacks with locals could print a decrypted SMTP password; errors are reported by main().
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        try:
+            version = metadata.version("mailroom")
+        except metadata.PackageNotFoundError:
+            version = "unknown"
+        typer.echo(f"mailroom {version}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    ctx: typer.Context,
+    config: Annotated[Path | None, typer.Option("--config", envvar="MAILROOM_CONFIG", dir_okay=False,
+                                                help="TOML settings file (MAILROOM_CONFIG).")] = None,
+    database_url: Annotated[str | None, typer.Option("--database-url", help="SQLAlchemy database URL "
+                                                     "(overrides MAILROOM_DATABASE_URL).")] = None,
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Print the version and exit.")] = False,
+) -> None:
+    """Settings come from MAILROOM_* environment variables and the MAILROOM_CONFIG file."""
+    ctx.obj = CliState(config=str(config) if config else None, database_url=database_url)
+
+
+app.command("send")(mail_commands.send)
+app.command("log")(mail_commands.log)
+app.command("show")(mail_commands.show)
+app.command("retry")(mail_commands.retry)
+app.command("cancel")(mail_commands.cancel)
+app.command("delete")(mail_commands.delete)
+app.add_typer(smtp_app, name="smtp")
+app.command("sink")(dev_commands.sink)
+app.command("dev")(dev_commands.dev)
+
+
+@app.command("worker")
+def worker(ctx: typer.Context) -> None:
+    """Deliver queued mail until SIGTERM or Ctrl-C (in-flight mails are finished first)."""
+    room = mailroom(ctx)
+    setup_logging(room.settings.log_level)
+    asyncio.run(room.run_worker(handle_signals=True))
+
+
+@app.command("keygen")
+def keygen() -> None:
+    """Print a new secret key for MAILROOM_SECRET_KEY (encrypts stored SMTP passwords)."""
+    typer.echo(generate_key())
+
+
+@app.command("migrate")
+def migrate(ctx: typer.Context) -> None:
+    """Create or upgrade the database schema."""
+    room = mailroom(ctx)  # building the facade migrates
+    typer.echo(f"database {room.database.url.render_as_string(hide_password=True)} is up to date")
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Console-script entry point: run the CLI and exit with the code of the exit-code table."""
+    command = typer.main.get_command(app)
+    try:
+        # standalone_mode=False: errors reach us instead of Click printing them and exiting with 2.
+        result = command.main(args=list(argv) if argv is not None else None, prog_name="mailroom",
+                              standalone_mode=False)
+    except Exception as exc:
+        code = exit_code_for(exc)
+        if code is None:
+            raise  # a bug: the traceback is what a developer needs
+        typer.echo(one_line(exc), err=True)
+        sys.exit(code)
+    # Without standalone mode, typer.Exit / Ctrl-C come back as the return value.
+    sys.exit(result if isinstance(result, int) else OK)
