@@ -16,7 +16,7 @@ import logging
 import os
 import socket
 import uuid
-from datetime import timedelta
+from datetime import datetime
 from typing import Any
 
 from mailroom.domain.servers import SmtpServer
@@ -27,7 +27,6 @@ from mailroom.usecases.retention import PurgeExpired
 
 log = logging.getLogger(__name__)
 
-NO_SERVER_RETRY_SECONDS = 30.0
 
 
 class Worker:
@@ -53,6 +52,7 @@ class Worker:
         self._inflight: dict[asyncio.Task[DeliveryResult], ClaimedMail] = {}
         self._results: asyncio.Queue[DeliveryResult | None] = asyncio.Queue()
         self.delivered = 0
+        self._waiting_for_server = False
 
     def stop(self) -> None:
         """Ask the loop to finish in-flight mails (up to the grace period) and return."""
@@ -80,7 +80,9 @@ class Worker:
             if not self._inflight:
                 if until_idle and claimed == 0:
                     return
-                if claimed == 0:
+                if claimed == 0 and self._waiting_for_server:
+                    await self._wakeup.wait(self._poll_seconds)  # due mail, but only a new server helps
+                elif claimed == 0:
                     await self._idle_wait()
                 continue
             if claimed == asked and claimed > 0:
@@ -91,21 +93,30 @@ class Worker:
     async def _claim_and_start(self, limit: int) -> int:
         servers = await asyncio.to_thread(self._servers.list)
         now = self._clock.now()
+        if not any(s.enabled for s in servers):
+            await self._wait_for_a_server(now)
+            return 0
+        self._waiting_for_server = False
         claims = await asyncio.to_thread(self._outbox.claim, worker_id=self.id, limit=limit, now=now,
                                          lease_seconds=self._lease_seconds)
-        if not claims:
-            return 0
-        if not any(s.enabled for s in servers):
-            # Nothing can go out: give the mails back untouched, with a reason an operator can read.
-            await asyncio.to_thread(self._outbox.release, claims,
-                                    retry_at=now + timedelta(seconds=NO_SERVER_RETRY_SECONDS),
-                                    error=str(NoServerConfigured()))
-            log.warning("%d mail(s) waiting: no enabled SMTP server", len(claims))
-            return 0
         for claim in claims:
             task = asyncio.create_task(self._deliver_one(claim, servers))
             self._inflight[task] = claim
         return len(claims)
+
+    async def _wait_for_a_server(self, now: datetime) -> None:
+        """Nothing can go out: mark the oldest due mails with the reason once, then sleep until woken.
+
+        The mails stay due, so adding a server (which wakes workers) sends them at once; meanwhile the
+        loop waits for a wake-up or the poll interval instead of claiming them again and again.
+        """
+        if not self._waiting_for_server:
+            self._waiting_for_server = True
+            claims = await asyncio.to_thread(self._outbox.claim, worker_id=self.id, limit=self._batch_size,
+                                             now=now, lease_seconds=self._lease_seconds)
+            if claims:
+                await asyncio.to_thread(self._outbox.release, claims, retry_at=now, error=str(NoServerConfigured()))
+                log.warning("mail is waiting: no enabled SMTP server (add one with `mailroom smtp add`)")
 
     async def _deliver_one(self, claim: ClaimedMail, servers: list[SmtpServer]) -> DeliveryResult:
         result = await self._deliver(claim, servers)

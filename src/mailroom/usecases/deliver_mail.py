@@ -17,6 +17,7 @@ from mailroom.domain.servers import SmtpServer, servers_to_try
 from mailroom.errors import (
     DeliveryError,
     NoServerConfigured,
+    SecretError,
     SmtpAuthError,
     SmtpPermanentError,
 )
@@ -102,7 +103,8 @@ class DeliverMail:
         self._clock = clock
         self._policy = policy
         self._pool = pool
-        self._passwords: dict[str, str | None] = {}
+        # One lookup per server, shared: mails waiting on it resume in claim order, keeping priorities.
+        self._passwords: dict[str, asyncio.Future[str | None]] = {}
 
     def forget_passwords(self) -> None:
         """Read passwords again at the next delivery (after a server was changed)."""
@@ -153,8 +155,13 @@ class DeliverMail:
         if not claim.has_from_header:
             message = self._builder.with_from(message, sender)
         if server.id not in self._passwords:
-            self._passwords[server.id] = await asyncio.to_thread(self._servers.password, server.id)
-        async with self._pool.session(server, self._passwords[server.id]) as session:
+            self._passwords[server.id] = asyncio.ensure_future(asyncio.to_thread(self._servers.password, server.id))
+        try:
+            password = await asyncio.shield(self._passwords[server.id])
+        except SecretError as exc:
+            self._passwords.pop(server.id, None)  # read it again once the key is fixed
+            raise SmtpAuthError(f"{server.name}: {exc}", server=server.name) from None
+        async with self._pool.session(server, password) as session:
             report = await session.send(sender, claim.recipients, message)
         recipients: dict[str, tuple[str, int | None, str | None]] = {
             r: (RecipientStatus.ACCEPTED.value, report.code, report.reply) for r in claim.recipients}

@@ -124,20 +124,25 @@ class AiosmtplibSession:
         client = self._transport.client(self._server)
         try:
             await client.connect()
-            if self._server.username:
-                await client.login(self._server.username, self._password or "")
-        except aiosmtplib.SMTPAuthenticationError as exc:
-            client.close()
-            raise SmtpAuthError(self._message(f"login as {self._server.username!r} refused", exc),
-                                code=exc.code, reply=self._scrub(exc.message), server=self._server.name) from None
-        except aiosmtplib.SMTPNotSupported as exc:
-            client.close()
-            raise SmtpAuthError(self._message("cannot log in", exc), server=self._server.name) from None
         except (aiosmtplib.SMTPException, OSError) as exc:
             client.close()
             code = exc.code if isinstance(exc, aiosmtplib.SMTPResponseException) else None
             raise SmtpConnectError(self._message(f"cannot connect to {self._server.host}:{self._server.port}", exc),
                                    code=code, server=self._server.name) from None
+        if self._server.username:
+            try:
+                await client.login(self._server.username, self._password or "")
+            except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError, OSError) as exc:
+                client.close()
+                raise SmtpConnectError(self._message("connection lost while logging in", exc),
+                                       server=self._server.name) from None
+            except aiosmtplib.SMTPException as exc:
+                # A refused password, or no AUTH offered (often: AUTH only after STARTTLS).
+                client.close()
+                code = exc.code if isinstance(exc, aiosmtplib.SMTPResponseException) else None
+                reply = self._scrub(exc.message) if isinstance(exc, aiosmtplib.SMTPResponseException) else None
+                raise SmtpAuthError(self._message(f"login as {self._server.username!r} refused", exc),
+                                    code=code, reply=reply, server=self._server.name) from None
         self._client = client
         self._last_used = time.monotonic()
 

@@ -11,6 +11,7 @@ A mail in ``sending`` whose lease (``next_attempt_at``) has passed is claimable 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import Connection, Row, select, update
 
@@ -18,8 +19,8 @@ from mailroom.adapters.storage.tables import mails
 from mailroom.domain.outbox import CLAIMABLE_STATUSES, MailStatus
 
 
-def claim_due(conn: Connection, *, token: str, limit: int, now: datetime,
-              lease_seconds: float) -> list[Row[tuple[str, int, str | None, str | None, datetime | None, bool]]]:
+def claim_due(conn: Connection, *, token: str, limit: int, now: datetime, lease_seconds: float) -> list[Row[Any]]:
+    """The claimed rows, highest priority and oldest first (RETURNING itself has no order)."""
     due = (
         select(mails.c.id)
         .where(mails.c.status.in_([s.value for s in CLAIMABLE_STATUSES]))
@@ -35,6 +36,6 @@ def claim_due(conn: Connection, *, token: str, limit: int, now: datetime,
         .values(status=MailStatus.SENDING.value, claim_token=token, attempts=mails.c.attempts + 1,
                 next_attempt_at=now + timedelta(seconds=lease_seconds), updated_at=now)
         .returning(mails.c.id, mails.c.attempts, mails.c.envelope_sender, mails.c.smtp_hint,
-                   mails.c.expires_at, mails.c.has_from)
+                   mails.c.expires_at, mails.c.has_from, mails.c.priority, mails.c.queued_at)
     )
-    return list(conn.execute(claim))
+    return sorted(conn.execute(claim), key=lambda row: (-row.priority, row.queued_at))
