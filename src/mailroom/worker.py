@@ -29,6 +29,11 @@ log = logging.getLogger(__name__)
 
 
 
+# How long the result writer waits for more results before a commit, and the most it writes at once.
+RESULT_LINGER_SECONDS = 0.05
+RESULT_BATCH_MAX = 1000
+
+
 class Worker:
     def __init__(self, *, outbox: Outbox, servers: ServerStore, deliver: DeliverMail, pool: SessionPool,
                  wakeup: Wakeup, clock: Clock, purge: PurgeExpired | None = None, batch_size: int = 100,
@@ -53,6 +58,8 @@ class Worker:
         self._results: asyncio.Queue[DeliveryResult | None] = asyncio.Queue()
         self.delivered = 0
         self._waiting_for_server = False
+        self._unwritten = 0
+        self._all_written = asyncio.Event()
 
     def stop(self) -> None:
         """Ask the loop to finish in-flight mails (up to the grace period) and return."""
@@ -78,6 +85,10 @@ class Worker:
                 asked = self._batch_size - len(self._inflight)
                 claimed = await self._claim_and_start(asked)
             if not self._inflight:
+                if claimed == 0 and self._unwritten:
+                    # Results still on their way to the database may make mails due again (a retry).
+                    await self._all_written.wait()
+                    continue
                 if until_idle and claimed == 0:
                     return
                 if claimed == 0 and self._waiting_for_server:
@@ -120,6 +131,8 @@ class Worker:
 
     async def _deliver_one(self, claim: ClaimedMail, servers: list[SmtpServer]) -> DeliveryResult:
         result = await self._deliver(claim, servers)
+        self._unwritten += 1
+        self._all_written.clear()
         await self._results.put(result)
         return result
 
@@ -174,20 +187,36 @@ class Worker:
             await asyncio.sleep(0)
 
     async def _write_results(self) -> None:
+        """Group commit: results that finish close together are written in one transaction.
+
+        After the first result the writer lingers a moment for more, since one transaction per handful of
+        mails would make the database, not SMTP, the limit.
+        """
         finished = False
         while not finished:
             batch: list[DeliveryResult] = []
             item = await self._results.get()
+            lingered = False
             while True:
                 if item is None:
                     finished = True
                 else:
                     batch.append(item)
-                if finished or self._results.empty() or len(batch) >= 1000:
+                if finished or len(batch) >= RESULT_BATCH_MAX:
                     break
+                if self._results.empty():
+                    if lingered or self._stopping.is_set():
+                        break
+                    lingered = True
+                    await asyncio.sleep(RESULT_LINGER_SECONDS)
+                    if self._results.empty():
+                        break
                 item = self._results.get_nowait()
             if batch:
                 await self._record(batch)
+                self._unwritten -= len(batch)
+                if not self._unwritten:
+                    self._all_written.set()
 
     async def _record(self, batch: list[DeliveryResult]) -> None:
         for attempt in range(5):

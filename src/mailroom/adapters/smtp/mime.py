@@ -14,6 +14,7 @@ from datetime import datetime
 from email.headerregistry import Address as HeaderAddress
 from email.message import EmailMessage
 from email.policy import SMTP, SMTPUTF8, Policy
+from functools import lru_cache
 
 from mailroom.domain.addresses import Address
 from mailroom.domain.mail import Attachment, Mail
@@ -53,10 +54,16 @@ class StdlibMessageBuilder:
 
     def with_from(self, message: bytes, sender: str) -> bytes:
         """Prepend a From header; the rest of the stored message stays byte for byte as it was."""
-        address = Address.parse(sender, field="from")
-        header = EmailMessage(policy=_policy_for_addresses([address]))
-        header["From"] = _header_address(address)
-        return header.as_bytes().split(b"\r\n\r\n", 1)[0] + b"\r\n" + message
+        return _from_header(sender) + message
+
+
+@lru_cache(maxsize=256)
+def _from_header(sender: str) -> bytes:
+    """The encoded ``From:`` line; cached because a worker adds the same few senders to every mail."""
+    address = Address.parse(sender, field="from")
+    header = EmailMessage(policy=_policy_for_addresses([address]))
+    header["From"] = _header_address(address)
+    return header.as_bytes().split(b"\r\n\r\n", 1)[0] + b"\r\n"
 
 
 def _policy_for(mail: Mail) -> Policy:
