@@ -19,7 +19,10 @@ from mailroom.adapters.smtp.transport import AiosmtplibTransport
 from mailroom.adapters.storage.database import Database
 from mailroom.adapters.storage.mail_store import SqlMailStore
 from mailroom.adapters.storage.server_store import SqlServerStore
+from mailroom.adapters.storage.template_store import SqlTemplateStore
 from mailroom.adapters.storage.wakeup import EventWakeup, PostgresWakeup
+from mailroom.adapters.templates.builtin import load_builtin_sets
+from mailroom.adapters.templates.jinja import JinjaTemplateRenderer
 from mailroom.domain.events import EventBus, SendMailRequested
 from mailroom.domain.log import LogPage, LogQuery
 from mailroom.domain.mail import Attachment, Mail
@@ -32,6 +35,7 @@ from mailroom.usecases.mail_log import MailLogUseCases
 from mailroom.usecases.retention import PurgeExpired, RetentionPolicy
 from mailroom.usecases.send_mail import SendMail
 from mailroom.usecases.smtp_servers import SmtpServerUseCases
+from mailroom.usecases.templates import TemplateUseCases
 from mailroom.worker import Worker
 
 log = logging.getLogger(__name__)
@@ -74,6 +78,10 @@ class Mailroom:
                               max_message_bytes=s.max_message_bytes)
         self.log = MailLogUseCases(log=self.store, outbox=self.store, clock=self.clock, wakeup=self.wakeup)
         self.servers = SmtpServerUseCases(store=self.server_store, transport=self.transport, wakeup=self.wakeup)
+        self.templates = TemplateUseCases(store=SqlTemplateStore(self.database), renderer=JinjaTemplateRenderer(),
+                                          send=self._send, clock=self.clock, builtin_sets=load_builtin_sets())
+        if migrate:
+            self.templates.ensure_builtin()
         self.events = EventBus()
         self.events.subscribe(SendMailRequested, self._on_send_mail_requested)
 
@@ -92,6 +100,13 @@ class Mailroom:
 
     async def send_mails_async(self, subject: Subject, mails: Sequence[Mail]) -> list[str]:
         return await _in_thread(self._send.bulk, subject, mails)
+
+    def send_template_mail(self, subject: Subject, **options: Any) -> str:
+        """Render a template (``set_id``, ``name``, ``language``, ``model``, ``to``, ...) and queue it."""
+        return self.templates.send_template_mail(subject, **options)
+
+    async def send_template_mail_async(self, subject: Subject, **options: Any) -> str:
+        return await _in_thread(self.templates.send_template_mail, subject, **options)
 
     def _on_send_mail_requested(self, event: SendMailRequested) -> None:
         self._send(SYSTEM, Mail(

@@ -9,10 +9,16 @@ builtin exception it resembles, so callers may catch either::
     │   ├── InvalidHeader                     CR/LF in a header value, a reserved or malformed header name
     │   ├── NoRecipients                      no To, Cc or Bcc
     │   ├── AttachmentTooLarge                over ``max_attachment_bytes``
-    │   └── ConfigurationError                a setting with a value that cannot work
+    │   ├── ConfigurationError                a setting with a value that cannot work
+    │   ├── InvalidModel                      a template model that is not a JSON object / lacks variables
+    │   ├── TemplateSyntaxError               a template that does not compile (with its line)
+    │   └── TemplateRenderError               a render that failed: undefined variable, sandbox, limits
+    │       └── SandboxViolation              a template reached for something outside its model
     ├── NotFound (LookupError)
     │   ├── MailNotFound
-    │   └── ServerNotFound
+    │   ├── ServerNotFound
+    │   ├── TemplateSetNotFound
+    │   └── TemplateNotFound
     ├── PermissionDenied (PermissionError)    the subject lacks the permission the use case audits
     ├── InvalidTransition                     e.g. retrying a mail that is not failed
     ├── SecretError                           a stored secret cannot be decrypted with the configured keys
@@ -80,6 +86,33 @@ class ConfigurationError(InvalidInput):
     """A setting has a value that cannot work; the message names the setting."""
 
 
+class InvalidModel(InvalidInput):
+    """The model for a template is not a JSON object, or misses variables the template declares."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, field="model")
+
+
+class TemplateSyntaxError(InvalidInput):
+    def __init__(self, template: str, line: int | None, message: str) -> None:
+        where = f" line {line}" if line else ""
+        super().__init__(f"template {template!r}{where}: {message}", field="template")
+        self.template = template
+        self.line = line
+        self.reason = message
+
+
+class TemplateRenderError(InvalidInput):
+    def __init__(self, template: str, message: str) -> None:
+        super().__init__(f"template {template!r} cannot be rendered: {message}", field="model")
+        self.template = template
+        self.reason = message
+
+
+class SandboxViolation(TemplateRenderError):
+    """A template tried to reach attributes or functions outside its model (e.g. ``__class__``)."""
+
+
 class NotFound(MailroomError, LookupError):
     pass
 
@@ -94,6 +127,21 @@ class ServerNotFound(NotFound):
     def __init__(self, name_or_id: str) -> None:
         super().__init__(f"no SMTP server named or with id {name_or_id!r} (see `mailroom smtp list`)")
         self.name_or_id = name_or_id
+
+
+class TemplateSetNotFound(NotFound):
+    def __init__(self, set_id: str) -> None:
+        super().__init__(f"no template set {set_id!r} (see `mailroom templates list`)")
+        self.set_id = set_id
+
+
+class TemplateNotFound(NotFound):
+    def __init__(self, set_id: str, name: str, locale: str | None = None) -> None:
+        where = f" in locale {locale!r}" if locale else ""
+        super().__init__(f"no template {name!r}{where} in set {set_id!r}")
+        self.set_id = set_id
+        self.name = name
+        self.locale = locale
 
 
 class PermissionDenied(MailroomError, PermissionError):

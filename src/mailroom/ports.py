@@ -16,6 +16,7 @@ from mailroom.domain.log import LogPage, LogQuery
 from mailroom.domain.mail import Mail
 from mailroom.domain.outbox import DeliveryAttempt, MailStatus, OutgoingMail, RecipientResult
 from mailroom.domain.servers import ServerSettings, SmtpServer
+from mailroom.domain.templates import RenderedTemplate, Template, TemplateSet, TemplateVersion
 
 # --- values that cross the ports -------------------------------------------------------------------
 
@@ -193,3 +194,50 @@ class Wakeup(Protocol):
 
     async def wait(self, timeout: float | None) -> bool:
         """Wait until notified or the timeout passes; True when notified."""
+
+
+class TemplateStore(Protocol):
+    """Template sets, their templates per locale, and every saved version."""
+
+    def list_sets(self) -> list[TemplateSet]: ...
+
+    def get_set(self, set_id: str) -> TemplateSet:
+        """Raises TemplateSetNotFound."""
+
+    def save_set(self, template_set: TemplateSet) -> None:
+        """Create or update the set's name, description, tags and default locale."""
+
+    def delete_set(self, set_id: str) -> None:
+        """Remove the set with its templates and versions."""
+
+    def list_templates(self, set_id: str) -> list[Template]: ...
+
+    def get_template(self, set_id: str, name: str, locale: str) -> Template:
+        """Raises TemplateNotFound."""
+
+    def save_template(self, template: Template, *, saved_by: str | None, now: datetime,
+                      only_if_missing: bool = False) -> Template:
+        """Store a new version (the previous one stays in the history); returns it with its version number.
+
+        With ``only_if_missing`` nothing is written when the template exists (for built-in defaults).
+        """
+
+    def delete_template(self, set_id: str, name: str, locale: str | None) -> int:
+        """Remove one locale (or all, with None); returns how many were removed."""
+
+    def versions(self, set_id: str, name: str, locale: str) -> list[TemplateVersion]:
+        """Newest first; the current state is the first."""
+
+
+class TemplateRenderer(Protocol):
+    def check(self, template: Template) -> None:
+        """Raise TemplateSyntaxError (with the line) when the template does not compile."""
+
+    def variables_used(self, template: Template, partials: Sequence[Template]) -> set[str]:
+        """The model variables the template (with the partials it uses) refers to."""
+
+    def render(self, template: Template, partials: Sequence[Template], model: dict[str, object]) -> RenderedTemplate:
+        """Subject, HTML and text; text derived from HTML when the template has none."""
+
+    def choose_locale(self, requested: str | None, available: Sequence[str], default: str) -> str:
+        """The best available locale for a requested one (de_DE → de-DE → de → default)."""

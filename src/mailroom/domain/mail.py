@@ -97,6 +97,10 @@ class Mail:
     expires_at: datetime | None = None
     tags: tuple[str, ...] = ()
     correlation_id: str | None = None
+    template: str | None = None
+    """``set_id/name`` when the mail was rendered from a template."""
+    locale: str | None = None
+    """The template locale actually used."""
 
     def __init__(self, *, to: AddressesInput = (), subject: str = "", text: str | None = None,
                  html: str | None = None, cc: AddressesInput = (), bcc: AddressesInput = (),
@@ -104,7 +108,8 @@ class Mail:
                  attachments: Sequence[Attachment] = (), headers: Mapping[str, str] | None = None,
                  smtp_hint: str | None = None, priority: Priority | str = Priority.NORMAL,
                  send_at: datetime | None = None, expires_at: datetime | None = None,
-                 tags: Sequence[str] = (), correlation_id: str | None = None) -> None:
+                 tags: Sequence[str] = (), correlation_id: str | None = None, template: str | None = None,
+                 locale: str | None = None) -> None:
         put = object.__setattr__
         put(self, "to", parse_addresses(to, field="to"))
         put(self, "cc", parse_addresses(cc, field="cc"))
@@ -146,6 +151,10 @@ class Mail:
         if correlation_id is not None:
             reject_line_breaks("correlation id", correlation_id)
         put(self, "correlation_id", correlation_id)
+        for name, value in (("template", template), ("locale", locale)):
+            if value is not None:
+                reject_line_breaks(name, value)
+            put(self, name, value or None)
 
     @property
     def recipients(self) -> tuple[Address, ...]:
@@ -167,7 +176,7 @@ class Mail:
 
 
 _FIELDS = ("to", "subject", "text", "html", "cc", "bcc", "sender", "reply_to", "attachments", "headers",
-           "smtp_hint", "priority", "send_at", "expires_at", "tags", "correlation_id")
+           "smtp_hint", "priority", "send_at", "expires_at", "tags", "correlation_id", "template", "locale")
 
 
 def _checked_headers(headers: Mapping[str, str]) -> dict[str, str]:

@@ -96,6 +96,8 @@ class OutgoingMail:
     smtp_hint: str | None = None
     tags: tuple[str, ...] = ()
     correlation_id: str | None = None
+    template: str | None = None
+    locale: str | None = None
     original_recipients: tuple[str, ...] = ()
     size_bytes: int = 0
     has_content: bool = True

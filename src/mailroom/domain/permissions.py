@@ -44,6 +44,10 @@ READ_SERVERS = PERMISSIONS.declare("mailroom.smtp.read", "See SMTP servers",
                                    "List SMTP servers (never their passwords).")
 MANAGE_SERVERS = PERMISSIONS.declare("mailroom.smtp.manage", "Manage SMTP servers",
                                      "Add, change, test and remove SMTP servers and their credentials.")
+READ_TEMPLATES = PERMISSIONS.declare("mailroom.template.read", "See templates",
+                                    "List templates, their versions, and render previews.")
+EDIT_TEMPLATES = PERMISSIONS.declare("mailroom.template.edit", "Edit templates",
+                                    "Create, change, delete, import and restore templates and template sets.")
 
 
 @dataclass(frozen=True, slots=True)

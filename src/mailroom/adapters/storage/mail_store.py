@@ -69,6 +69,8 @@ class SqlMailStore:
                 "smtp_hint": mail.smtp_hint,
                 "tags": "," + ",".join(mail.tags) + "," if mail.tags else None,
                 "correlation_id": mail.correlation_id,
+                "template": mail.template,
+                "locale": mail.locale,
                 "queued_at": new.queued_at,
                 "send_at": mail.send_at,
                 "expires_at": mail.expires_at,
@@ -361,7 +363,7 @@ def _to_outgoing(row: Row[Any], recipients: tuple[RecipientResult, ...], attempt
         server_name=row.server_name, message_id=row.message_id, sent_at=row.sent_at,
         finished_at=row.finished_at, send_at=row.send_at, expires_at=row.expires_at,
         smtp_hint=row.smtp_hint, tags=tuple(t for t in (row.tags or "").split(",") if t),
-        correlation_id=row.correlation_id,
+        correlation_id=row.correlation_id, template=row.template, locale=row.locale,
         original_recipients=tuple(json.loads(row.original_recipients)) if row.original_recipients else (),
         size_bytes=row.size_bytes, has_content=has_content, attempt_log=attempts,
     )

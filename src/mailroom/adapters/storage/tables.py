@@ -73,6 +73,8 @@ mails = Table(
     Column("smtp_hint", String(255)),
     Column("tags", Text),  # ",a,b," so that one tag is found with LIKE '%,a,%'
     Column("correlation_id", String(255)),
+    Column("template", String(255)),  # "set_id/name" when rendered from a template
+    Column("locale", String(35)),  # the template locale actually used
     Column("queued_at", UtcDateTime, nullable=False),
     Column("send_at", UtcDateTime),
     Column("expires_at", UtcDateTime),
@@ -148,4 +150,47 @@ smtp_servers = Table(
     Column("timeout_seconds", Float, nullable=False),
     Column("created_at", UtcDateTime, nullable=False),
     Column("updated_at", UtcDateTime, nullable=False),
+)
+
+
+template_sets = Table(
+    "mailroom_template_sets", metadata,
+    Column("id", String(100), primary_key=True),
+    Column("name", String(255), nullable=False),
+    Column("description", Text, nullable=False, default=""),
+    Column("tags", Text, nullable=False, default=""),  # comma-separated
+    Column("default_locale", String(35), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+)
+
+templates = Table(
+    "mailroom_templates", metadata,
+    Column("set_id", String(100), ForeignKey("mailroom_template_sets.id", ondelete="CASCADE"), primary_key=True),
+    Column("name", String(100), primary_key=True),
+    Column("locale", String(35), primary_key=True),
+    Column("kind", String(16), nullable=False),
+    Column("subject", Text, nullable=False, default=""),
+    Column("html", Text),
+    Column("text", Text),
+    Column("description", Text, nullable=False, default=""),
+    Column("variables", Text, nullable=False, default="{}"),  # JSON object: name -> sample value
+    Column("version", Integer, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+    Column("updated_by", String(255)),
+)
+
+template_versions = Table(
+    "mailroom_template_versions", metadata,
+    Column("set_id", String(100), primary_key=True),
+    Column("name", String(100), primary_key=True),
+    Column("locale", String(35), primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("subject", Text, nullable=False, default=""),
+    Column("html", Text),
+    Column("text", Text),
+    Column("description", Text, nullable=False, default=""),
+    Column("variables", Text, nullable=False, default="{}"),
+    Column("saved_at", UtcDateTime, nullable=False),
+    Column("saved_by", String(255)),
 )
