@@ -19,6 +19,7 @@ from mailroom.cli import mail as mail_commands
 from mailroom.cli.context import CliState, mailroom, setup_logging
 from mailroom.cli.errors import OK, exit_code_for, one_line
 from mailroom.cli.smtp import smtp_app
+from mailroom.cli.templates import templates_app
 
 app = typer.Typer(
     name="mailroom",
@@ -61,6 +62,7 @@ app.command("retry")(mail_commands.retry)
 app.command("cancel")(mail_commands.cancel)
 app.command("delete")(mail_commands.delete)
 app.add_typer(smtp_app, name="smtp")
+app.add_typer(templates_app, name="templates")
 app.command("sink")(dev_commands.sink)
 app.command("dev")(dev_commands.dev)
 

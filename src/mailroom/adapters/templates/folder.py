@@ -98,9 +98,9 @@ def to_files(template_set: TemplateSet, templates: Iterable[Template]) -> dict[s
     by_name: dict[str, list[Template]] = defaultdict(list)
     for t in templates:
         folder = "templates" if t.kind is TemplateKind.TEMPLATE else "partials"
+        by_name[t.name].append(t)
         if t.kind is TemplateKind.TEMPLATE:
             files[f"{folder}/{t.name}.{t.locale}.subject.txt"] = t.subject + "\n"
-            by_name[t.name].append(t)
         if t.html is not None:
             files[f"{folder}/{t.name}.{t.locale}.html"] = t.html
         if t.text is not None:

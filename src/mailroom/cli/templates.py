@@ -1,0 +1,186 @@
+"""``mailroom templates``: list, show, render, send, export, import and restore mail templates."""
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from mailroom.adapters.templates.folder import read_folder, read_zip, write_folder, write_zip
+from mailroom.cli import output
+from mailroom.cli.context import mailroom
+from mailroom.cli.errors import UsageProblem
+from mailroom.cli.mail import read_text
+from mailroom.domain.permissions import SYSTEM
+
+templates_app = typer.Typer(help="Manage mail templates (sets of templates per locale).", no_args_is_help=True)
+
+SetArgument = Annotated[str, typer.Argument(metavar="SET", help="The template set's id, e.g. mailroom.account.")]
+NameArgument = Annotated[str, typer.Argument(metavar="NAME", help="The template's name.")]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+Language = Annotated[str | None, typer.Option("--language", "-l", help="Wanted language, e.g. de or de_CH; the "
+                                              "closest available locale is used.")]
+ModelOption = Annotated[str | None, typer.Option("--model", help="The model as a JSON object.")]
+ModelFile = Annotated[Path | None, typer.Option("--model-file", help="Read the JSON model from a file ('-' for "
+                                                "stdin).", dir_okay=False)]
+
+
+def model_text(model: str | None, model_file: Path | None) -> str | None:
+    if model is not None and model_file is not None:
+        raise UsageProblem("give the model with --model or --model-file, not both")
+    return read_text(model_file, "--model-file") if model_file is not None else model
+
+
+@templates_app.command("list")
+def list_(ctx: typer.Context, set_id: Annotated[str | None, typer.Argument(metavar="[SET]",
+                                                                             help="List this set's templates.")] = None,
+          as_json: JsonOption = False) -> None:
+    """List template sets, or the templates of one set with the translations they lack."""
+    room = mailroom(ctx)
+    if set_id is None:
+        sets = room.templates.list_sets(SYSTEM)
+        if as_json:
+            output.print_json(sets)
+            return
+        table = Table(title="Template sets", title_justify="left")
+        for column in ("id", "name", "default locale", "tags", "description"):
+            table.add_column(column, overflow="fold")
+        for s in sets:
+            table.add_row(output.text(s.id), output.text(s.name), output.text(s.default_locale),
+                          output.text(", ".join(s.tags)), output.text(s.description))
+        output.console().print(table)
+        return
+    templates = room.templates.list_templates(SYSTEM, set_id)
+    missing = room.templates.missing_translations(SYSTEM, set_id)
+    if as_json:
+        output.print_json({"templates": [_summary(t) for t in templates], "missing_translations": missing})
+        return
+    table = Table(title=f"Templates of {set_id}", title_justify="left")
+    for column in ("name", "kind", "locale", "version", "updated at", "by", "subject"):
+        table.add_column(column, overflow="fold")
+    for t in templates:
+        table.add_row(output.text(t.name), output.text(t.kind), output.text(t.locale), output.text(t.version),
+                      output.text(output.when(t.updated_at)), output.text(t.updated_by), output.text(t.subject))
+    if missing:
+        table.caption = "missing translations: " + ", ".join(f"{m.name} ({m.locale})" for m in missing)
+    output.console().print(table)
+
+
+def _summary(template: object) -> dict[str, object]:
+    data: dict[str, object] = output.to_jsonable(template)
+    for part in ("html", "text"):
+        data.pop(part, None)
+    return data
+
+
+@templates_app.command("show")
+def show(ctx: typer.Context, set_id: SetArgument, name: NameArgument,
+         locale: Annotated[str, typer.Option("--locale", help="The locale to show.")] = "en",
+         versions: Annotated[bool, typer.Option("--versions", help="List the saved versions.")] = False,
+         diff: Annotated[tuple[int, int] | None, typer.Option("--diff", metavar="OLD NEW",
+                                                              help="Show what changed between two versions.")] = None,
+         as_json: JsonOption = False) -> None:
+    """Show one template: subject, bodies and declared variables; or its versions, or a diff."""
+    room = mailroom(ctx)
+    if diff is not None:
+        typer.echo(room.templates.diff(SYSTEM, set_id, name, locale, diff[0], diff[1]), nl=False)
+        return
+    if versions:
+        found = room.templates.versions(SYSTEM, set_id, name, locale)
+        if as_json:
+            output.print_json(found)
+            return
+        table = Table(title=f"Versions of {set_id}/{name}.{locale}", title_justify="left")
+        for column in ("version", "saved at", "by", "subject"):
+            table.add_column(column, overflow="fold")
+        for v in found:
+            table.add_row(output.text(v.version), output.text(output.when(v.saved_at)), output.text(v.saved_by),
+                          output.text(v.subject))
+        output.console().print(table)
+        return
+    template = room.templates.get_template(SYSTEM, set_id, name, locale)
+    if as_json:
+        output.print_json(template)
+        return
+    typer.echo(f"{template.qualified_name} ({template.kind}, version {template.version})")
+    typer.echo(f"subject: {template.subject}")
+    typer.echo("variables: " + ", ".join(f"{k}={v!r}" for k, v in sorted(template.variables.items())))
+    for label, body in (("html", template.html), ("text", template.text)):
+        if body is not None:
+            typer.echo(f"--- {label} ---\n{body}")
+
+
+@templates_app.command("render")
+def render(ctx: typer.Context, set_id: SetArgument, name: NameArgument, language: Language = None,
+           model: ModelOption = None, model_file: ModelFile = None, as_json: JsonOption = False) -> None:
+    """Render a preview: subject, HTML and text (with the declared sample values when no model is given)."""
+    rendered = mailroom(ctx).templates.preview(SYSTEM, set_id, name, language=language,
+                                               model=model_text(model, model_file))
+    if as_json:
+        output.print_json(rendered)
+        return
+    typer.echo(f"locale: {rendered.locale}\nsubject: {rendered.subject}")
+    if rendered.html is not None:
+        typer.echo(f"--- html ---\n{rendered.html}")
+    typer.echo(f"--- text ---\n{rendered.text}")
+
+
+@templates_app.command("send")
+def send(ctx: typer.Context, set_id: SetArgument, name: NameArgument,
+         to: Annotated[list[str], typer.Option("--to", help="Recipient; repeat for more.")],
+         language: Language = None, model: ModelOption = None, model_file: ModelFile = None,
+         cc: Annotated[list[str] | None, typer.Option("--cc", help="Cc recipient.")] = None,
+         bcc: Annotated[list[str] | None, typer.Option("--bcc", help="Bcc recipient.")] = None,
+         smtp_hint: Annotated[str | None, typer.Option("--smtp-hint", help="SMTP server to try first.")] = None,
+         as_json: JsonOption = False) -> None:
+    """Render a template with a JSON model and queue it; prints the mail id."""
+    text = model_text(model, model_file)
+    if text is None:
+        raise UsageProblem("give the model with --model '{...}' or --model-file FILE")
+    mail_id = mailroom(ctx).send_template_mail(SYSTEM, to=to, cc=cc or [], bcc=bcc or [], set_id=set_id, name=name,
+                                               language=language, model=text, smtp_hint=smtp_hint)
+    if as_json:
+        output.print_json({"id": mail_id})
+    else:
+        typer.echo(mail_id)
+
+
+@templates_app.command("export")
+def export(ctx: typer.Context, set_id: SetArgument,
+           out: Annotated[Path | None, typer.Option("--out", "-o", help="A folder, or a file ending in .zip "
+                                                    "(default: a folder named after the set).")] = None) -> None:
+    """Write a set to files, to keep it in git or move it to another installation."""
+    template_set, templates = mailroom(ctx).templates.export_set(SYSTEM, set_id)
+    target = out or Path(set_id)
+    if target.suffix == ".zip":
+        target.write_bytes(write_zip(template_set, templates))
+    else:
+        write_folder(template_set, templates, target)
+    typer.echo(f"exported {len(templates)} template(s) of {set_id} to {target}")
+
+
+@templates_app.command("import")
+def import_(ctx: typer.Context,
+            source: Annotated[Path, typer.Argument(metavar="PATH", help="A set folder or a .zip.", exists=True)]
+            ) -> None:
+    """Create or update a set from files; every changed template gets a new version."""
+    if source.is_dir():
+        template_set, templates = read_folder(source)
+    else:
+        template_set, templates = read_zip(source.read_bytes())
+    saved = mailroom(ctx).templates.import_set(SYSTEM, template_set, templates)
+    typer.echo(f"imported {template_set.id}: {saved} of {len(templates)} template(s) changed")
+
+
+@templates_app.command("restore")
+def restore(ctx: typer.Context, set_id: SetArgument, name: NameArgument,
+            locale: Annotated[str, typer.Option("--locale", help="The locale to restore.")] = "en",
+            version: Annotated[int | None, typer.Option("--version", help="Restore this saved version instead of "
+                                                        "the built-in default.")] = None) -> None:
+    """Bring a built-in template back to its default, or any template back to a saved version."""
+    templates = mailroom(ctx).templates
+    if version is None:
+        restored = templates.restore_default(SYSTEM, set_id, name, locale)
+    else:
+        restored = templates.restore_version(SYSTEM, set_id, name, locale, version)
+    typer.echo(f"{restored.qualified_name} restored as version {restored.version}")
