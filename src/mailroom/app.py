@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, ParamSpec, TypeVar
 
+from mailroom.adapters.passwords import Argon2PasswordHasher
 from mailroom.adapters.secrets import FernetSecretBox
 from mailroom.adapters.smtp.mime import StdlibMessageBuilder
 from mailroom.adapters.smtp.transport import AiosmtplibTransport
@@ -20,6 +21,7 @@ from mailroom.adapters.storage.database import Database
 from mailroom.adapters.storage.mail_store import SqlMailStore
 from mailroom.adapters.storage.server_store import SqlServerStore
 from mailroom.adapters.storage.template_store import SqlTemplateStore
+from mailroom.adapters.storage.user_store import SqlUserStore
 from mailroom.adapters.storage.wakeup import EventWakeup, PostgresWakeup
 from mailroom.adapters.templates.builtin import load_builtin_sets
 from mailroom.adapters.templates.jinja import JinjaTemplateRenderer
@@ -36,6 +38,7 @@ from mailroom.usecases.retention import PurgeExpired, RetentionPolicy
 from mailroom.usecases.send_mail import SendMail
 from mailroom.usecases.smtp_servers import SmtpServerUseCases
 from mailroom.usecases.templates import TemplateUseCases
+from mailroom.usecases.users import AccountPolicy, UserUseCases
 from mailroom.worker import Worker
 
 log = logging.getLogger(__name__)
@@ -84,6 +87,19 @@ class Mailroom:
             self.templates.ensure_builtin()
         self.events = EventBus()
         self.events.subscribe(SendMailRequested, self._on_send_mail_requested)
+        self.users = UserUseCases(store=SqlUserStore(self.database), hasher=Argon2PasswordHasher(),
+                                  templates=self.templates, events=self.events, clock=self.clock,
+                                  policy=AccountPolicy(
+                                      public_base_url=s.public_base_url, application_name=s.application_name,
+                                      self_registration=s.self_registration,
+                                      min_password_length=s.min_password_length,
+                                      verification_code_hours=s.verification_code_hours,
+                                      reset_code_hours=s.reset_code_hours,
+                                      login_max_failures=s.login_max_failures,
+                                      login_lockout_base_seconds=s.login_lockout_base_seconds,
+                                      reset_request_floor_seconds=s.reset_request_floor_seconds))
+        if migrate:
+            self.users.ensure_builtin_roles()
 
     # --- sending -------------------------------------------------------------------------------
 

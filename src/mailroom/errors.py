@@ -12,14 +12,21 @@ builtin exception it resembles, so callers may catch either::
     │   ├── ConfigurationError                a setting with a value that cannot work
     │   ├── InvalidModel                      a template model that is not a JSON object / lacks variables
     │   ├── TemplateSyntaxError               a template that does not compile (with its line)
-    │   └── TemplateRenderError               a render that failed: undefined variable, sandbox, limits
-    │       └── SandboxViolation              a template reached for something outside its model
+    │   ├── TemplateRenderError               a render that failed: undefined variable, sandbox, limits
+    │   │   └── SandboxViolation              a template reached for something outside its model
+    │   ├── DuplicateEmail                    another user has this address
+    │   ├── WeakPassword                      shorter than ``min_password_length``
+    │   └── InvalidCode                       a workflow code that is unknown, used, expired or not yours
     ├── NotFound (LookupError)
     │   ├── MailNotFound
     │   ├── ServerNotFound
     │   ├── TemplateSetNotFound
-    │   └── TemplateNotFound
+    │   ├── TemplateNotFound
+    │   └── UserNotFound
     ├── PermissionDenied (PermissionError)    the subject lacks the permission the use case audits
+    │   └── RegistrationClosed                self-registration is switched off
+    ├── AuthenticationFailed                  wrong e-mail or password (one message for both)
+    │   └── AccountLocked                     too many failures: try again after ``retry_after``
     ├── InvalidTransition                     e.g. retrying a mail that is not failed
     ├── SecretError                           a stored secret cannot be decrypted with the configured keys
     ├── StorageError                          the database refused or is unreachable
@@ -113,8 +120,31 @@ class SandboxViolation(TemplateRenderError):
     """A template tried to reach attributes or functions outside its model (e.g. ``__class__``)."""
 
 
+class DuplicateEmail(InvalidInput):
+    def __init__(self, email: str) -> None:
+        super().__init__(f"a user with the e-mail address {email!r} already exists", field="email")
+
+
+class WeakPassword(InvalidInput):
+    def __init__(self, minimum: int) -> None:
+        super().__init__(f"the password is too short: use at least {minimum} characters", field="password")
+
+
+class InvalidCode(InvalidInput):
+    """The code of a confirmation or reset link cannot be used; the message says why."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"this link cannot be used: {reason}", field="code")
+        self.reason = reason
+
+
 class NotFound(MailroomError, LookupError):
     pass
+
+
+class UserNotFound(NotFound):
+    def __init__(self, user: str) -> None:
+        super().__init__(f"no user {user!r}")
 
 
 class MailNotFound(NotFound):
@@ -150,6 +180,24 @@ class PermissionDenied(MailroomError, PermissionError):
         super().__init__(f"{who} lacks the permission {permission!r}")
         self.permission = permission
         self.user_id = user_id
+
+
+class RegistrationClosed(PermissionDenied):
+    def __init__(self) -> None:
+        MailroomError.__init__(self, "self-registration is switched off: ask an administrator for an account")
+        self.permission = "registration"
+        self.user_id = None
+
+
+class AuthenticationFailed(MailroomError):
+    def __init__(self, message: str = "wrong e-mail address or password") -> None:
+        super().__init__(message)
+
+
+class AccountLocked(AuthenticationFailed):
+    def __init__(self, retry_after_seconds: float) -> None:
+        super().__init__(f"too many failed logins: try again in {max(1, round(retry_after_seconds))} s")
+        self.retry_after_seconds = retry_after_seconds
 
 
 class InvalidTransition(MailroomError):

@@ -17,6 +17,7 @@ from mailroom.domain.mail import Mail
 from mailroom.domain.outbox import DeliveryAttempt, MailStatus, OutgoingMail, RecipientResult
 from mailroom.domain.servers import ServerSettings, SmtpServer
 from mailroom.domain.templates import RenderedTemplate, Template, TemplateSet, TemplateVersion
+from mailroom.domain.users import OneTimeCode, Role, User
 
 # --- values that cross the ports -------------------------------------------------------------------
 
@@ -241,3 +242,51 @@ class TemplateRenderer(Protocol):
 
     def choose_locale(self, requested: str | None, available: Sequence[str], default: str) -> str:
         """The best available locale for a requested one (de_DE → de-DE → de → default)."""
+
+
+class UserStore(Protocol):
+    """Users, their roles and password hashes, login failures, and the workflows' one-time codes."""
+
+    def add(self, user: User, password_hash: str | None) -> None:
+        """Raises DuplicateEmail when the address (compared case-insensitively) is taken."""
+
+    def get(self, user_id: str) -> User:
+        """Raises UserNotFound."""
+
+    def find_by_email(self, email: str) -> User | None: ...
+
+    def all_users(self) -> list[User]: ...
+
+    def count(self) -> int: ...
+
+    def remove(self, user_id: str) -> None: ...
+
+    def update(self, user: User) -> None:
+        """Write profile, flags, roles and login counters; raises DuplicateEmail."""
+
+    def password_hash(self, user_id: str) -> str | None: ...
+
+    def set_password_hash(self, user_id: str, password_hash: str, now: datetime) -> None: ...
+
+    def roles(self) -> list[Role]: ...
+
+    def save_role(self, role: Role) -> None: ...
+
+    def add_code(self, code: OneTimeCode) -> None: ...
+
+    def find_code(self, code_hash: str) -> OneTimeCode | None: ...
+
+    def use_code(self, code_hash: str, now: datetime) -> bool:
+        """Mark the code used; False when it already was (two requests racing with one link)."""
+
+    def invalidate_codes(self, user_id: str, purpose: str, now: datetime) -> int:
+        """Mark every unused code of this purpose used; returns how many."""
+
+
+class PasswordHasher(Protocol):
+    def hash(self, password: str) -> str: ...
+
+    def verify(self, password_hash: str, password: str) -> bool:
+        """False on a mismatch or a hash that cannot be read; never raises for a wrong password."""
+
+    def needs_rehash(self, password_hash: str) -> bool: ...

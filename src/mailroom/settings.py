@@ -64,13 +64,30 @@ class Settings:
     staging_redirect_to: str | None = None
     staging_allowed_domains: tuple[str, ...] = ()
 
+    public_base_url: str = "http://127.0.0.1:8025"
+    """Where users reach the web UI; the links in account mails start with it."""
+    application_name: str = "mailroom"
+    """The name account mails greet users from."""
+    self_registration: bool = False
+    """Whether anyone may register an account (off: administrators create users)."""
+    min_password_length: int = 10
+    verification_code_hours: float = 48.0
+    reset_code_hours: float = 1.0
+    login_max_failures: int = 5
+    """Failed logins in a row before each further attempt is delayed."""
+    login_lockout_base_seconds: float = 2.0
+    """The first delay; it doubles with every further failure, up to 15 minutes."""
+    reset_request_floor_seconds: float = 0.4
+    """A password-reset request never answers faster, so known and unknown addresses look alike."""
+
     dev_sink_port: int = 1025
     log_level: str = "INFO"
 
     def __post_init__(self) -> None:
         positive = ("max_attachment_bytes", "max_message_bytes", "worker_batch_size",
                     "smtp_connections_per_server", "lease_seconds", "poll_interval_seconds",
-                    "retention_batch_size", "retention_interval_seconds")
+                    "retention_batch_size", "retention_interval_seconds", "min_password_length",
+                    "verification_code_hours", "reset_code_hours", "login_max_failures")
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ConfigurationError(f"{ENV_PREFIX}{name.upper()} must be positive", field=name)
@@ -132,9 +149,17 @@ def _read_toml(path: Path) -> dict[str, Any]:
     return dict(table)
 
 
+_BOOLEANS = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False,
+             "off": False}
+
+
 def _convert(name: str, spec: dataclasses.Field[Any], raw: str) -> Any:
     kind = str(spec.type)
     try:
+        if kind.startswith("bool"):
+            if raw.strip().lower() not in _BOOLEANS:
+                raise ValueError(raw)
+            return _BOOLEANS[raw.strip().lower()]
         if kind.startswith("int"):
             return int(raw)
         if kind.startswith("float"):

@@ -297,6 +297,8 @@ def test_dev_runs_a_sink_and_a_worker(cli: Cli) -> None:
 
     try:
         wait_for(lambda: printed("mailroom send --to"), "the dev instructions")
+        assert printed("created the first administrator: log in at http://127.0.0.1:8025 as admin@example.org")
+        assert [u["roles"] for u in cli.json("user", "list")] == [["admin"]]
         servers = {s["name"]: s for s in cli.json("smtp", "list")}
         assert servers["dev-sink"]["port"] == port and servers["dev-sink"]["priority"] == 1000
         cli.out("send", "--to", "a@example.org", "--subject", "hello dev", "--text", "x")

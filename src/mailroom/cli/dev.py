@@ -5,6 +5,8 @@ so a mail sent from another shell shows up in the terminal within a poll interva
 """
 
 import asyncio
+import os
+import secrets
 import signal
 from email.parser import BytesHeaderParser
 from email.policy import default as default_policy
@@ -98,6 +100,22 @@ def ensure_dev_server(room: Mailroom, port: int) -> None:
             timeout_seconds=server.timeout_seconds))
 
 
+DEV_ADMIN = "admin@example.org"
+
+
+def ensure_first_admin(room: Mailroom) -> str | None:
+    """Create an administrator when there is no user at all; returns the login line to print.
+
+    The password comes from MAILROOM_DEV_ADMIN_PASSWORD or is generated and shown once, here only.
+    """
+    if room.users.has_users():
+        return None
+    password = os.environ.get("MAILROOM_DEV_ADMIN_PASSWORD") or secrets.token_urlsafe(12)
+    room.users.create_admin(DEV_ADMIN, password, first_name="Admin")
+    return f"created the first administrator: log in at {room.settings.public_base_url} as {DEV_ADMIN} " \
+           f"with password {password}"
+
+
 def dev(
     ctx: typer.Context,
     sink_port: Annotated[int | None, typer.Option("--sink-port", help="Port of the local SMTP sink "
@@ -112,6 +130,9 @@ def dev(
     dev_sink = start_sink(DEV_HOST, port, sink_dir)
     try:
         ensure_dev_server(room, dev_sink.port)
+        login = ensure_first_admin(room)
+        if login:
+            typer.echo(login)
         typer.echo(
             f"mailroom dev: SMTP sink on {DEV_HOST}:{dev_sink.port} (server {DEV_SERVER!r}), worker running; "
             "Ctrl-C stops.\n"

@@ -15,6 +15,7 @@ from __future__ import annotations
 import typer
 
 from mailroom.errors import (
+    AuthenticationFailed,
     DeliveryError,
     InvalidInput,
     InvalidTransition,
@@ -51,6 +52,7 @@ EXIT_CODES: tuple[tuple[type[BaseException], int], ...] = (
     (PermissionDenied, INVALID),
     # Stored passwords that no configured key opens: a configuration problem the operator fixes.
     (SecretError, INVALID),
+    (AuthenticationFailed, INVALID),
     (DeliveryError, FAILURE),
     (StorageError, FAILURE),
     (ProbeFailed, FAILURE),

@@ -45,3 +45,23 @@ class SendMailRequested:
     html: str | None = None
     attachments: Mapping[str, bytes] = field(default_factory=dict)
     smtp_hint: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UserCreated:
+    """A user account exists; with ``notify_user`` the user gets the mail that verifies the address."""
+
+    user_id: str
+    email: str
+    notify_user: bool = True
+    self_registered: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EmailChanged:
+    """A user's address changed; with ``notify_user`` the new address gets a verification mail."""
+
+    user_id: str
+    old_email: str
+    new_email: str
+    notify_user: bool = True

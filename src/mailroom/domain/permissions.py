@@ -48,6 +48,9 @@ READ_TEMPLATES = PERMISSIONS.declare("mailroom.template.read", "See templates",
                                     "List templates, their versions, and render previews.")
 EDIT_TEMPLATES = PERMISSIONS.declare("mailroom.template.edit", "Edit templates",
                                     "Create, change, delete, import and restore templates and template sets.")
+READ_USERS = PERMISSIONS.declare("mailroom.user.read", "See users", "List users, their roles and status.")
+MANAGE_USERS = PERMISSIONS.declare("mailroom.user.manage", "Manage users",
+                                   "Create, change and disable users, assign roles, resend verification mails.")
 
 
 @dataclass(frozen=True, slots=True)

@@ -194,3 +194,44 @@ template_versions = Table(
     Column("saved_at", UtcDateTime, nullable=False),
     Column("saved_by", String(255)),
 )
+
+
+users = Table(
+    "mailroom_users", metadata,
+    Column("id", String(32), primary_key=True),
+    Column("email", String(320), nullable=False),
+    Column("email_key", String(320), nullable=False, unique=True),  # lower-cased: unique case-insensitively
+    Column("first_name", String(200), nullable=False, default=""),
+    Column("last_name", String(200), nullable=False, default=""),
+    Column("title", String(200), nullable=False, default=""),
+    Column("salutation", String(200), nullable=False, default=""),
+    Column("preferred_language", String(35), nullable=False),
+    Column("verified", Boolean, nullable=False),
+    Column("enabled", Boolean, nullable=False),
+    Column("roles", Text, nullable=False, default=""),  # comma-separated role ids
+    Column("password_hash", Text),
+    Column("failed_logins", Integer, nullable=False, default=0),
+    Column("locked_until", UtcDateTime),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+)
+
+roles = Table(
+    "mailroom_roles", metadata,
+    Column("id", String(100), primary_key=True),
+    Column("name", String(255), nullable=False),
+    Column("permissions", Text, nullable=False, default=""),  # comma-separated permission ids
+    Column("all_permissions", Boolean, nullable=False, default=False),
+)
+
+one_time_codes = Table(
+    "mailroom_one_time_codes", metadata,
+    Column("code_hash", String(64), primary_key=True),
+    Column("user_id", String(32), ForeignKey("mailroom_users.id", ondelete="CASCADE"), nullable=False),
+    Column("purpose", String(32), nullable=False),
+    Column("email", String(320), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("expires_at", UtcDateTime, nullable=False),
+    Column("used_at", UtcDateTime),
+    Index(None, "user_id", "purpose"),
+)

@@ -1,0 +1,390 @@
+"""Users and the account workflows mail management needs: registration, e-mail verification, password
+reset, and the login that gives the web UI its subject.
+
+Every workflow mail is a template of the ``mailroom.account`` set, queued like any other mail.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import time
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from urllib.parse import urlencode
+
+from mailroom.domain.events import EmailChanged, EventBus, UserCreated
+from mailroom.domain.mail import Priority
+from mailroom.domain.permissions import MANAGE_USERS, PERMISSIONS, READ_USERS, SYSTEM, Permission, Subject
+from mailroom.domain.users import ADMIN_ROLE, BUILTIN_ROLES, CodePurpose, OneTimeCode, Profile, Role, User
+from mailroom.errors import (
+    AccountLocked,
+    AuthenticationFailed,
+    InvalidCode,
+    InvalidInput,
+    PermissionDenied,
+    RegistrationClosed,
+    WeakPassword,
+)
+from mailroom.ports import Clock, PasswordHasher, UserStore
+from mailroom.usecases.templates import TemplateUseCases
+
+ACCOUNT_SET = "mailroom.account"
+MAX_LOCKOUT_SECONDS = 15 * 60.0
+MAX_PASSWORD_LENGTH = 1024
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AccountPolicy:
+    public_base_url: str = "http://127.0.0.1:8025"
+    application_name: str = "mailroom"
+    self_registration: bool = False
+    min_password_length: int = 10
+    verification_code_hours: float = 48.0
+    reset_code_hours: float = 1.0
+    login_max_failures: int = 5
+    login_lockout_base_seconds: float = 2.0
+    reset_request_floor_seconds: float = 0.4
+
+    def link(self, path: str, code: str) -> str:
+        return f"{self.public_base_url.rstrip('/')}/{path}?{urlencode({'code': code})}"
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    """A logged-in user: what the web UI keeps per request."""
+
+    user: User
+    subject: Subject
+
+
+def hash_code(code: str) -> str:
+    return hashlib.sha256(code.encode("utf-8")).hexdigest()
+
+
+class UserUseCases:
+    def __init__(self, *, store: UserStore, hasher: PasswordHasher, templates: TemplateUseCases, events: EventBus,
+                 clock: Clock, policy: AccountPolicy, sleep: Callable[[float], None] = time.sleep) -> None:
+        self._store = store
+        self._hasher = hasher
+        self._templates = templates
+        self._events = events
+        self._clock = clock
+        self._policy = policy
+        self._sleep = sleep
+        self._dummy_hash: str | None = None
+        events.subscribe(UserCreated, self._on_user_created)
+        events.subscribe(EmailChanged, self._on_email_changed)
+
+    @property
+    def policy(self) -> AccountPolicy:
+        return self._policy
+
+    # --- roles and permissions ------------------------------------------------------------------
+
+    @staticmethod
+    def permissions() -> list[Permission]:
+        """Every permission a use case audits, with its label and description."""
+        return PERMISSIONS.all()
+
+    def ensure_builtin_roles(self) -> None:
+        """Create or refresh the shipped roles; custom roles are left alone."""
+        stored = {role.id: role for role in self._store.roles()}
+        for role in BUILTIN_ROLES:
+            if stored.get(role.id) != role:
+                self._store.save_role(role)
+
+    def roles(self, subject: Subject) -> list[Role]:
+        subject.require(READ_USERS)
+        return self._store.roles()
+
+    def save_role(self, subject: Subject, role: Role) -> None:
+        subject.require(MANAGE_USERS)
+        unknown = role.permissions - PERMISSIONS.ids()
+        if unknown:
+            raise InvalidInput(f"unknown permission(s): {', '.join(sorted(unknown))}", field="permissions")
+        if role.id in {r.id for r in BUILTIN_ROLES}:
+            raise InvalidInput(f"{role.id!r} is a built-in role and cannot be changed", field="id")
+        self._store.save_role(role)
+
+    # --- users ----------------------------------------------------------------------------------
+
+    def list_users(self, subject: Subject) -> list[User]:
+        subject.require(READ_USERS)
+        return self._store.all_users()
+
+    def get_user(self, subject: Subject, user_id: str) -> User:
+        self._require_self_or(subject, user_id, READ_USERS)
+        return self._store.get(user_id)
+
+    def find_user(self, subject: Subject, email: str) -> User | None:
+        subject.require(READ_USERS)
+        return self._store.find_by_email(email)
+
+    def has_users(self) -> bool:
+        return self._store.count() > 0
+
+    def create_user(self, subject: Subject, profile: Profile, *, password: str | None = None,
+                    roles: Sequence[str] = (), verified: bool = False, notify_user: bool = True) -> User:
+        """An administrator creates an account; with ``notify_user`` a verification mail goes out."""
+        subject.require(MANAGE_USERS)
+        return self._create(profile, password=password, roles=roles, verified=verified, notify_user=notify_user,
+                            self_registered=False)
+
+    def create_admin(self, email: str, password: str, **profile: str) -> User:
+        """Bootstrap (CLI, ``make run``): a verified user with the admin role."""
+        return self.create_user(SYSTEM, Profile(email=email, **profile), password=password, roles=[ADMIN_ROLE],
+                                verified=True, notify_user=False)
+
+    def register(self, profile: Profile, password: str) -> User:
+        """Self-registration: the account exists at once and is verified through the mailed link."""
+        if not self._policy.self_registration:
+            raise RegistrationClosed()
+        return self._create(profile, password=password, roles=(), verified=False, notify_user=True,
+                            self_registered=True)
+
+    def update_profile(self, subject: Subject, user_id: str, profile: Profile, *, notify_user: bool = True) -> User:
+        """Change a user's profile; a new address must be verified again (mailed when ``notify_user``)."""
+        self._require_self_or(subject, user_id, MANAGE_USERS)
+        user = self._store.get(user_id)
+        changed_email = profile.email.lower() != user.email.lower()
+        updated = replace(user, profile=profile, updated_at=self._clock.now(),
+                          verified=user.verified and not changed_email)
+        self._store.update(updated)
+        if changed_email:
+            self._store.invalidate_codes(user_id, CodePurpose.VERIFY_EMAIL, self._clock.now())
+            try:
+                self._events.publish(EmailChanged(user_id=user_id, old_email=user.email,
+                                                  new_email=profile.email, notify_user=notify_user))
+            except Exception:
+                self._store.update(user)  # no verification mail: keep the address that works
+                raise
+        return updated
+
+    def change_email(self, subject: Subject, user_id: str, new_email: str, *, notify_user: bool = True) -> User:
+        self._require_self_or(subject, user_id, MANAGE_USERS)
+        user = self._store.get(user_id)
+        return self.update_profile(subject, user_id, replace(user.profile, email=new_email), notify_user=notify_user)
+
+    def set_roles(self, subject: Subject, user_id: str, roles: Sequence[str]) -> User:
+        subject.require(MANAGE_USERS)
+        self._check_roles(roles)
+        user = self._store.get(user_id)
+        updated = replace(user, roles=tuple(dict.fromkeys(roles)), updated_at=self._clock.now())
+        self._store.update(updated)
+        return updated
+
+    def set_enabled(self, subject: Subject, user_id: str, enabled: bool) -> User:
+        subject.require(MANAGE_USERS)
+        if subject.user_id == user_id and not enabled:
+            raise InvalidInput("you cannot disable your own account", field="enabled")
+        user = self._store.get(user_id)
+        updated = replace(user, enabled=enabled, updated_at=self._clock.now())
+        self._store.update(updated)
+        return updated
+
+    def resend_verification(self, subject: Subject, user_id: str) -> str:
+        """Send a fresh verification mail (older links stop working); returns the mail id."""
+        subject.require(MANAGE_USERS)
+        user = self._store.get(user_id)
+        if user.verified:
+            raise InvalidInput(f"{user.email} is already verified", field="user")
+        self._store.invalidate_codes(user_id, CodePurpose.VERIFY_EMAIL, self._clock.now())
+        return self._send_verification(user, "email_verification")
+
+    def change_password(self, subject: Subject, user_id: str, current_password: str, new_password: str) -> None:
+        """A logged-in user changes their own password; they get the "password changed" notice."""
+        if subject.user_id != user_id:
+            raise PermissionDenied("own account", subject.user_id)
+        user = self._store.get(user_id)
+        stored = self._store.password_hash(user_id)
+        if stored is None or not self._hasher.verify(stored, current_password):
+            raise AuthenticationFailed("the current password is wrong")
+        self._set_password(user, new_password)
+
+    # --- the code workflows -----------------------------------------------------------------------
+
+    def confirm_email(self, code: str, *, user_id: str | None = None) -> User:
+        """Follow a verification link: the address it was sent to becomes verified."""
+        found = self._valid_code(code, CodePurpose.VERIFY_EMAIL, user_id=user_id)
+        user = self._store.get(found.user_id)
+        if found.email.lower() != user.email.lower():
+            raise InvalidCode("the account's e-mail address changed after this link was sent")
+        if not self._store.use_code(found.code_hash, self._clock.now()):
+            raise InvalidCode("it was already used")
+        updated = replace(user, verified=True, updated_at=self._clock.now())
+        self._store.update(updated)
+        return updated
+
+    def request_password_reset(self, email: str) -> None:
+        """Mail a reset link when the address belongs to an enabled user.
+
+        The caller learns nothing: the answer is the same for every address, and it never comes sooner
+        than ``reset_request_floor_seconds``, so timing does not tell a known address from an unknown one.
+        """
+        started = time.monotonic()
+        try:
+            user = self._store.find_by_email(email.strip()) if "@" in email else None
+            if user is not None and user.enabled:
+                code = self._new_code(user, CodePurpose.RESET_PASSWORD, hours=self._policy.reset_code_hours)
+                self._send_account_mail(user, "password_reset", confirm_url=self._policy.link("reset-password", code))
+        finally:
+            remaining = self._policy.reset_request_floor_seconds - (time.monotonic() - started)
+            if remaining > 0:
+                self._sleep(remaining)
+
+    def check_reset_code(self, code: str) -> User:
+        """The user a reset link belongs to, so a form can greet them; the code stays unused."""
+        return self._store.get(self._valid_code(code, CodePurpose.RESET_PASSWORD).user_id)
+
+    def reset_password(self, code: str, new_password: str, *, user_id: str | None = None) -> User:
+        """Set a new password with a reset link's code; every other reset link of the user stops working."""
+        self._check_password(new_password)
+        found = self._valid_code(code, CodePurpose.RESET_PASSWORD, user_id=user_id)
+        user = self._store.get(found.user_id)
+        if not user.enabled:
+            raise InvalidCode("the account is disabled")
+        if not self._store.use_code(found.code_hash, self._clock.now()):
+            raise InvalidCode("it was already used")
+        self._store.invalidate_codes(user.id, CodePurpose.RESET_PASSWORD, self._clock.now())
+        # The mail went to this address, so following the link also proves the address.
+        if not user.verified and found.email.lower() == user.email.lower():
+            user = replace(user, verified=True, updated_at=self._clock.now())
+            self._store.update(user)
+        self._set_password(user, new_password)
+        return user
+
+    # --- authentication -------------------------------------------------------------------------
+
+    def authenticate(self, email: str, password: str) -> Session:
+        """Check a login. Unknown address, wrong password and disabled account give the same error; after
+        ``login_max_failures`` failures in a row each attempt waits longer (doubling, at most 15 min)."""
+        now = self._clock.now()
+        user = self._store.find_by_email(email.strip()) if "@" in email else None
+        if user is None:
+            self._hasher.verify(self._dummy(), password)  # as slow as a real check
+            raise AuthenticationFailed()
+        if user.locked_until is not None and user.locked_until > now:
+            raise AccountLocked((user.locked_until - now).total_seconds())
+        stored = self._store.password_hash(user.id)
+        if stored is None or not self._hasher.verify(stored, password) or not user.enabled:
+            self._record_failure(user, now)
+            raise AuthenticationFailed()
+        if not user.verified:
+            raise AuthenticationFailed("confirm your e-mail address first: follow the link in the mail we sent")
+        if self._hasher.needs_rehash(stored):
+            self._store.set_password_hash(user.id, self._hasher.hash(password), now)
+        if user.failed_logins or user.locked_until:
+            user = replace(user, failed_logins=0, locked_until=None)
+            self._store.update(user)
+        return Session(user=user, subject=self.subject_of(user))
+
+    def subject_of(self, user: User) -> Subject:
+        return user.subject(self._store.roles())
+
+    def session(self, user_id: str) -> Session | None:
+        """The session of a still enabled user (web sessions re-check this per request)."""
+        try:
+            user = self._store.get(user_id)
+        except LookupError:
+            return None
+        return Session(user=user, subject=self.subject_of(user)) if user.enabled else None
+
+    # --- internals ------------------------------------------------------------------------------
+
+    def _create(self, profile: Profile, *, password: str | None, roles: Sequence[str], verified: bool,
+                notify_user: bool, self_registered: bool) -> User:
+        if password is not None:
+            self._check_password(password)
+        self._check_roles(roles)
+        now = self._clock.now()
+        user = User(id=uuid.uuid4().hex, profile=profile, verified=verified, roles=tuple(dict.fromkeys(roles)),
+                    created_at=now, updated_at=now)
+        self._store.add(user, self._hasher.hash(password) if password is not None else None)
+        try:
+            self._events.publish(UserCreated(user_id=user.id, email=user.email, notify_user=notify_user,
+                                             self_registered=self_registered))
+        except Exception:
+            # The verification mail could not be queued: do not leave an account nobody can verify.
+            self._store.remove(user.id)
+            raise
+        return user
+
+    def _on_user_created(self, event: UserCreated) -> None:
+        if event.notify_user:
+            user = self._store.get(event.user_id)
+            if not user.verified:
+                name = "registration_confirmation" if event.self_registered else "email_verification"
+                self._send_verification(user, name)
+
+    def _on_email_changed(self, event: EmailChanged) -> None:
+        if event.notify_user:
+            self._send_verification(self._store.get(event.user_id), "email_verification")
+
+    def _send_verification(self, user: User, template: str) -> str:
+        code = self._new_code(user, CodePurpose.VERIFY_EMAIL, hours=self._policy.verification_code_hours)
+        return self._send_account_mail(user, template, confirm_url=self._policy.link("confirm-email", code))
+
+    def _send_account_mail(self, user: User, template: str, **extra: str) -> str:
+        model = user.model(application_name=self._policy.application_name) | extra
+        return self._templates.send_template_mail(
+            SYSTEM, to=user.email, set_id=ACCOUNT_SET, name=template, model=model,
+            language=user.profile.preferred_language, priority=Priority.HIGH, tags=("account", template),
+            correlation_id=user.id)
+
+    def _new_code(self, user: User, purpose: CodePurpose, *, hours: float) -> str:
+        code = secrets.token_urlsafe(32)  # 256 bits; only its hash is stored
+        now = self._clock.now()
+        self._store.add_code(OneTimeCode(code_hash=hash_code(code), user_id=user.id, purpose=purpose,
+                                         email=user.email, created_at=now, expires_at=now + timedelta(hours=hours)))
+        return code
+
+    def _valid_code(self, code: str, purpose: CodePurpose, *, user_id: str | None = None) -> OneTimeCode:
+        found = self._store.find_code(hash_code(code.strip())) if code and len(code) <= 200 else None
+        if found is None or found.purpose is not purpose:
+            raise InvalidCode("it is unknown; copy the whole link from the mail")
+        if user_id is not None and found.user_id != user_id:
+            raise InvalidCode("it was sent to another account")
+        if found.used_at is not None:
+            raise InvalidCode("it was already used")
+        if found.expires_at <= self._clock.now():
+            raise InvalidCode("it has expired; ask for a new one")
+        return found
+
+    def _set_password(self, user: User, new_password: str) -> None:
+        self._check_password(new_password)
+        self._store.set_password_hash(user.id, self._hasher.hash(new_password), self._clock.now())
+        self._send_account_mail(user, "password_changed")
+
+    def _record_failure(self, user: User, now: datetime) -> None:
+        failures = user.failed_logins + 1
+        locked_until = None
+        excess = failures - self._policy.login_max_failures
+        if excess >= 0:
+            delay = min(MAX_LOCKOUT_SECONDS, self._policy.login_lockout_base_seconds * 2 ** min(excess, 20))
+            locked_until = now + timedelta(seconds=delay)
+        self._store.update(replace(user, failed_logins=failures, locked_until=locked_until))
+
+    def _check_password(self, password: str) -> None:
+        if len(password) < self._policy.min_password_length:
+            raise WeakPassword(self._policy.min_password_length)
+        if len(password) > MAX_PASSWORD_LENGTH:
+            raise InvalidInput(f"the password is longer than {MAX_PASSWORD_LENGTH} characters", field="password")
+
+    def _check_roles(self, roles: Iterable[str]) -> None:
+        known = {role.id for role in self._store.roles()}
+        unknown = sorted(set(roles) - known)
+        if unknown:
+            raise InvalidInput(f"unknown role(s): {', '.join(unknown)}; known: {', '.join(sorted(known))}",
+                               field="roles")
+
+    def _require_self_or(self, subject: Subject, user_id: str, permission: str) -> None:
+        if subject.user_id != user_id:
+            subject.require(permission)
+
+    def _dummy(self) -> str:
+        if self._dummy_hash is None:
+            self._dummy_hash = self._hasher.hash(secrets.token_urlsafe(16))
+        return self._dummy_hash
