@@ -21,6 +21,7 @@ from mailroom.adapters.storage.database import Database
 from mailroom.adapters.storage.mail_store import SqlMailStore
 from mailroom.adapters.storage.server_store import SqlServerStore
 from mailroom.adapters.storage.template_store import SqlTemplateStore
+from mailroom.adapters.storage.token_store import SqlApiTokenStore
 from mailroom.adapters.storage.user_store import SqlUserStore
 from mailroom.adapters.storage.wakeup import EventWakeup, PostgresWakeup
 from mailroom.adapters.templates.builtin import load_builtin_sets
@@ -32,6 +33,7 @@ from mailroom.domain.outbox import OutgoingMail
 from mailroom.domain.permissions import SYSTEM, Subject
 from mailroom.ports import Transport
 from mailroom.settings import Settings
+from mailroom.usecases.api_tokens import ApiTokenUseCases
 from mailroom.usecases.deliver_mail import DeliverMail, SessionPool
 from mailroom.usecases.mail_log import MailLogUseCases
 from mailroom.usecases.retention import PurgeExpired, RetentionPolicy
@@ -74,8 +76,8 @@ class Mailroom:
         self.store = SqlMailStore(self.database)
         self.builder = StdlibMessageBuilder(message_id_domain=s.message_id_domain)
         self.transport = transport or AiosmtplibTransport(ca_file=s.smtp_ca_file)
-        self.server_store = SqlServerStore(self.database, FernetSecretBox.from_settings(s.secret_key,
-                                                                                         s.secret_key_file))
+        self.secrets = FernetSecretBox.from_settings(s.secret_key, s.secret_key_file)
+        self.server_store = SqlServerStore(self.database, self.secrets)
         self._send = SendMail(outbox=self.store, builder=self.builder, clock=self.clock, wakeup=self.wakeup,
                               staging=s.staging_policy, max_attachment_bytes=s.max_attachment_bytes,
                               max_message_bytes=s.max_message_bytes)
@@ -100,6 +102,8 @@ class Mailroom:
                                       reset_request_floor_seconds=s.reset_request_floor_seconds))
         if migrate:
             self.users.ensure_builtin_roles()
+        self.api_tokens = ApiTokenUseCases(store=SqlApiTokenStore(self.database), users=self.users,
+                                           clock=self.clock)
 
     # --- sending -------------------------------------------------------------------------------
 

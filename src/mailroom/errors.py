@@ -22,7 +22,8 @@ builtin exception it resembles, so callers may catch either::
     │   ├── ServerNotFound
     │   ├── TemplateSetNotFound
     │   ├── TemplateNotFound
-    │   └── UserNotFound
+    │   ├── UserNotFound
+    │   └── TokenNotFound
     ├── PermissionDenied (PermissionError)    the subject lacks the permission the use case audits
     │   └── RegistrationClosed                self-registration is switched off
     ├── AuthenticationFailed                  wrong e-mail or password (one message for both)
@@ -145,6 +146,11 @@ class NotFound(MailroomError, LookupError):
 class UserNotFound(NotFound):
     def __init__(self, user: str) -> None:
         super().__init__(f"no user {user!r}")
+
+
+class TokenNotFound(NotFound):
+    def __init__(self, token_id: str) -> None:
+        super().__init__(f"no active API token {token_id!r}")
 
 
 class MailNotFound(NotFound):

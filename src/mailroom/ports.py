@@ -17,7 +17,7 @@ from mailroom.domain.mail import Mail
 from mailroom.domain.outbox import DeliveryAttempt, MailStatus, OutgoingMail, RecipientResult
 from mailroom.domain.servers import ServerSettings, SmtpServer
 from mailroom.domain.templates import RenderedTemplate, Template, TemplateSet, TemplateVersion
-from mailroom.domain.users import OneTimeCode, Role, User
+from mailroom.domain.users import ApiToken, OneTimeCode, Role, User
 
 # --- values that cross the ports -------------------------------------------------------------------
 
@@ -290,3 +290,17 @@ class PasswordHasher(Protocol):
         """False on a mismatch or a hash that cannot be read; never raises for a wrong password."""
 
     def needs_rehash(self, password_hash: str) -> bool: ...
+
+
+class ApiTokenStore(Protocol):
+    def add(self, token: ApiToken, token_hash: str) -> None: ...
+
+    def find_by_hash(self, token_hash: str) -> ApiToken | None: ...
+
+    def for_user(self, user_id: str) -> list[ApiToken]: ...
+
+    def revoke(self, token_id: str, now: datetime) -> bool:
+        """False when there is no such active token."""
+
+    def touch(self, token_id: str, now: datetime) -> None:
+        """Record a use (the list shows when a token was last used)."""

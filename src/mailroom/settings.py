@@ -80,6 +80,11 @@ class Settings:
     reset_request_floor_seconds: float = 0.4
     """A password-reset request never answers faster, so known and unknown addresses look alike."""
 
+    web_host: str = "127.0.0.1"
+    web_port: int = 8025
+    session_hours: float = 12.0
+    """A web login lasts this long (the cookie is signed with a key derived from the secret key)."""
+
     dev_sink_port: int = 1025
     log_level: str = "INFO"
 

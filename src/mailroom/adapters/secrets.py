@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import os
 from pathlib import Path
 
@@ -16,6 +18,7 @@ class FernetSecretBox:
     def __init__(self, keys: list[bytes]) -> None:
         if not keys:
             raise ConfigurationError("at least one secret key is needed")
+        self._first_key = keys[0]
         try:
             self._fernet = MultiFernet([Fernet(k) for k in keys])
         except (ValueError, TypeError) as exc:
@@ -42,6 +45,11 @@ class FernetSecretBox:
                     handle.write(Fernet.generate_key() + b"\n")
         keys = [line.strip() for line in path.read_bytes().splitlines() if line.strip()]
         return cls(keys)
+
+    def derive_key(self, purpose: str) -> bytes:
+        """A key for another use (e.g. signing web sessions), so one secret configures everything and
+        knowing the derived key reveals nothing about the encryption key."""
+        return hmac.new(self._first_key, f"mailroom:{purpose}".encode(), hashlib.sha256).digest()
 
     def encrypt(self, plaintext: str) -> bytes:
         return self._fernet.encrypt(plaintext.encode())

@@ -78,6 +78,25 @@ def worker(ctx: typer.Context) -> None:
     asyncio.run(room.run_worker(handle_signals=True))
 
 
+@app.command("serve")
+def serve(
+    ctx: typer.Context,
+    host: Annotated[str | None, typer.Option("--host", help="Address to listen on (MAILROOM_WEB_HOST).")] = None,
+    port: Annotated[int | None, typer.Option("--port", help="Port (MAILROOM_WEB_PORT, 8025).")] = None,
+) -> None:
+    """Serve the admin UI and the JSON API (run workers separately with `mailroom worker`)."""
+    import uvicorn
+
+    from mailroom.web import create_app
+
+    room = mailroom(ctx)
+    setup_logging(room.settings.log_level)
+    host = host or room.settings.web_host
+    port = room.settings.web_port if port is None else port
+    typer.echo(f"mailroom web on http://{host}:{port} (API docs at /api/docs)")
+    uvicorn.run(create_app(room), host=host, port=port, log_level=room.settings.log_level.lower())
+
+
 @app.command("keygen")
 def keygen() -> None:
     """Print a new secret key for MAILROOM_SECRET_KEY (encrypts stored SMTP passwords)."""

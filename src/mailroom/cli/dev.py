@@ -5,15 +5,18 @@ so a mail sent from another shell shows up in the terminal within a poll interva
 """
 
 import asyncio
+import contextlib
 import os
 import secrets
 import signal
+from collections.abc import Coroutine, Iterator
 from email.parser import BytesHeaderParser
 from email.policy import default as default_policy
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+import uvicorn
 
 from mailroom.adapters.smtp.dev_sink import DevSink, ReceivedMail
 from mailroom.app import Mailroom
@@ -103,6 +106,30 @@ def ensure_dev_server(room: Mailroom, port: int) -> None:
 DEV_ADMIN = "admin@example.org"
 
 
+class StackServer(uvicorn.Server):
+    """uvicorn without its own SIGINT/SIGTERM handling (it would re-raise them after shutdown and end the
+    process with the signal): the stack stops worker and server together."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def web_server(room: Mailroom, host: str, port: int) -> StackServer:
+    from mailroom.web import create_app
+
+    config = uvicorn.Config(create_app(room), host=host, port=port, log_level="warning", access_log=False)
+    return StackServer(config)
+
+
+async def serve_without_signal_handlers(server: StackServer) -> None:
+    try:
+        await server.serve()
+    except SystemExit as exc:  # uvicorn exits when it cannot bind
+        raise ConfigurationError(f"the web server could not start on port {server.config.port}: choose another "
+                                 "with --port or MAILROOM_WEB_PORT", field="web_port") from exc
+
+
 def ensure_first_admin(room: Mailroom) -> str | None:
     """Create an administrator when there is no user at all; returns the login line to print.
 
@@ -122,23 +149,51 @@ def dev(
                                                   "(default: MAILROOM_DEV_SINK_PORT, 1025).")] = None,
     sink_dir: Annotated[Path | None, typer.Option("--sink-dir", help="Also save received mails as .eml files "
                                                   "here.", file_okay=False)] = None,
+    port: Annotated[int | None, typer.Option("--port", help="Web UI port (default: MAILROOM_WEB_PORT, "
+                                             "8025).")] = None,
+    web: Annotated[bool, typer.Option("--web/--no-web", help="Serve the admin UI and API too.")] = True,
 ) -> None:
-    """Development stack: an SMTP sink, a "dev-sink" server entry for it, and a worker, until Ctrl-C."""
+    """Development stack: web UI + API, a worker, and an SMTP sink that every mail goes to, until Ctrl-C."""
     room = mailroom(ctx)
     setup_logging(room.settings.log_level)
-    port = room.settings.dev_sink_port if sink_port is None else sink_port
-    dev_sink = start_sink(DEV_HOST, port, sink_dir)
+    sink_port = room.settings.dev_sink_port if sink_port is None else sink_port
+    web_port = room.settings.web_port if port is None else port
+    dev_sink = start_sink(DEV_HOST, sink_port, sink_dir)
     try:
         ensure_dev_server(room, dev_sink.port)
         login = ensure_first_admin(room)
         if login:
             typer.echo(login)
+        where = f"web UI on http://{room.settings.web_host}:{web_port}, " if web else ""
         typer.echo(
-            f"mailroom dev: SMTP sink on {DEV_HOST}:{dev_sink.port} (server {DEV_SERVER!r}), worker running; "
-            "Ctrl-C stops.\n"
+            f"mailroom dev: {where}SMTP sink on {DEV_HOST}:{dev_sink.port} (server {DEV_SERVER!r}), worker "
+            "running; Ctrl-C stops.\n"
             "  send a mail:  mailroom send --to a@example.org --subject hi --text x\n"
             "  see the log:  mailroom log"
         )
-        asyncio.run(room.run_worker(handle_signals=True))
+        asyncio.run(run_stack(room, web_port if web else None))
     finally:
         dev_sink.stop()
+
+
+async def run_stack(room: Mailroom, web_port: int | None) -> None:
+    """Worker and (optionally) web server in one event loop; SIGINT/SIGTERM stop both gracefully."""
+    worker = room.create_worker()
+    server = web_server(room, room.settings.web_host, web_port) if web_port is not None else None
+    loop = asyncio.get_running_loop()
+
+    def stop() -> None:
+        worker.stop()
+        if server is not None:
+            server.should_exit = True
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop)
+    try:
+        jobs: list[Coroutine[Any, Any, object]] = [room.run_worker(worker=worker)]
+        if server is not None:
+            jobs.append(serve_without_signal_handlers(server))
+        await asyncio.gather(*jobs)
+    finally:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)

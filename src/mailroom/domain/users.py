@@ -113,3 +113,24 @@ class OneTimeCode:
     expires_at: datetime
     created_at: datetime
     used_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ApiToken:
+    """A per-user key for the JSON API; it acts with its user's current permissions.
+
+    The secret is shown once when created; only its hash is stored. ``hint`` is the first characters,
+    so a user can tell tokens apart in a list.
+    """
+
+    id: str
+    user_id: str
+    name: str
+    hint: str
+    created_at: datetime
+    last_used_at: datetime | None = None
+    revoked_at: datetime | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.revoked_at is None

@@ -235,3 +235,16 @@ one_time_codes = Table(
     Column("used_at", UtcDateTime),
     Index(None, "user_id", "purpose"),
 )
+
+api_tokens = Table(
+    "mailroom_api_tokens", metadata,
+    Column("id", String(32), primary_key=True),
+    Column("user_id", String(32), ForeignKey("mailroom_users.id", ondelete="CASCADE"), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("hint", String(16), nullable=False),
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("last_used_at", UtcDateTime),
+    Column("revoked_at", UtcDateTime),
+    Index(None, "user_id"),
+)

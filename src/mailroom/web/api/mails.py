@@ -1,0 +1,5 @@
+"""API: mails."""
+
+from fastapi import APIRouter
+
+router = APIRouter(tags=["mails"])

@@ -1,0 +1,5 @@
+"""API: servers."""
+
+from fastapi import APIRouter
+
+router = APIRouter(tags=["servers"])

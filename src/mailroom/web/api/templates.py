@@ -1,0 +1,5 @@
+"""API: templates."""
+
+from fastapi import APIRouter
+
+router = APIRouter(tags=["templates"])

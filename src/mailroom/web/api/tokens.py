@@ -1,0 +1,5 @@
+"""API: tokens."""
+
+from fastapi import APIRouter
+
+router = APIRouter(tags=["tokens"])

@@ -1,0 +1,55 @@
+"""``create_app``: the admin UI and the JSON API as one FastAPI application.
+
+Mount it in another ASGI app under a prefix (``parent.mount("/mail", create_app(room))``) or serve it
+alone (``mailroom serve``). Endpoints are plain functions: FastAPI runs them in its thread pool, so the
+synchronous use cases never block the event loop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from importlib import resources
+
+from fastapi import FastAPI, Request, Response
+from fastapi.staticfiles import StaticFiles
+from starlette.concurrency import run_in_threadpool
+
+from mailroom.app import Mailroom
+from mailroom.web import api, errors, i18n
+from mailroom.web.context import WebState
+from mailroom.web.security import SecurityHeaders, SessionCookies
+from mailroom.web.ui import account, log, mail_test, overview, servers, templates, users
+
+
+def create_app(room: Mailroom | None = None) -> FastAPI:
+    """The web app over ``room`` (default: one built from the MAILROOM_* settings)."""
+    room = room or Mailroom()
+    s = room.settings
+    app = FastAPI(title="mailroom", summary="Mail management: queue, deliver and search mail.",
+                  version="1", docs_url="/api/docs", redoc_url=None, openapi_url="/api/v1/openapi.json")
+    cookies = SessionCookies(room.secrets.derive_key("web-session"), max_age_seconds=s.session_hours * 3600,
+                             secure=s.public_base_url.startswith("https://"))
+    app.state.mailroom = WebState(room=room, cookies=cookies)
+
+    @app.middleware("http")
+    async def session_cookie(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        session = cookies.load(request)
+        request.state.web_session = session
+        preferred = None
+        if session.user_id and "authorization" not in request.headers:
+            # Resolved here, once, so the page's language is known before any endpoint code runs.
+            request.state.session = await run_in_threadpool(room.users.session, session.user_id)
+            preferred = request.state.session.user.profile.preferred_language if request.state.session else None
+        i18n.activate(i18n.choose_language(preferred, request.headers.get("accept-language")))
+        response = await call_next(request)
+        if session.changed:
+            cookies.store(request, response, session)
+        return response
+
+    app.add_middleware(SecurityHeaders)
+    errors.install(app)
+    app.mount("/static", StaticFiles(directory=str(resources.files("mailroom.web") / "static")), name="static")
+    app.include_router(api.router, prefix="/api/v1")
+    for module in (account, overview, mail_test, log, templates, servers, users):
+        app.include_router(module.router)
+    return app

@@ -1,0 +1,92 @@
+"""Errors as HTTP answers: JSON with a stable ``code`` under ``/api``, a readable page elsewhere."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+from urllib.parse import quote
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, RedirectResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from mailroom.errors import (
+    AccountLocked,
+    AuthenticationFailed,
+    InvalidInput,
+    InvalidTransition,
+    MailroomError,
+    NotFound,
+    PermissionDenied,
+    StorageError,
+)
+from mailroom.web.context import CsrfRejected, LoginRequired
+from mailroom.web.pages import render, url
+
+# First match wins: subclasses before their bases.
+STATUS: tuple[tuple[type[MailroomError], int], ...] = (
+    (LoginRequired, 401),
+    (AccountLocked, 429),
+    (AuthenticationFailed, 401),
+    (CsrfRejected, 403),
+    (PermissionDenied, 403),
+    (NotFound, 404),
+    (InvalidTransition, 409),
+    (InvalidInput, 422),
+    (StorageError, 503),
+)
+
+
+def error_code(exc: BaseException) -> str:
+    """The class name in snake case: ``MailNotFound`` → ``mail_not_found``. Stable: clients rely on it."""
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", type(exc).__name__).lower()
+
+
+def status_of(exc: MailroomError) -> int:
+    return next((status for kind, status in STATUS if isinstance(exc, kind)), 500)
+
+
+def is_api(request: Request) -> bool:
+    return request.url.path.removeprefix(request.scope.get("root_path", "")).startswith("/api/")
+
+
+def error_body(code: str, message: str, field: str | None = None) -> dict[str, Any]:
+    body: dict[str, Any] = {"code": code, "message": message}
+    if field:
+        body["field"] = field
+    return body
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(MailroomError)
+    async def on_mailroom_error(request: Request, exc: MailroomError) -> Response:
+        status = status_of(exc)
+        if is_api(request):
+            headers = {"Retry-After": str(max(1, round(exc.retry_after_seconds)))} \
+                if isinstance(exc, AccountLocked) else None
+            return JSONResponse(error_body(error_code(exc), str(exc), getattr(exc, "field", None)),
+                                status_code=status, headers=headers)
+        if isinstance(exc, LoginRequired):
+            target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+            return RedirectResponse(url(request, f"/login?next={quote(target, safe='/')}"), status_code=303)
+        return render(request, "error.html", status_code=status, status=status, message=str(exc))
+
+    @app.exception_handler(RequestValidationError)
+    async def on_validation_error(request: Request, exc: RequestValidationError) -> Response:
+        first = exc.errors()[0] if exc.errors() else {}
+        location = [str(part) for part in first.get("loc", ()) if part not in ("body", "query", "path", "form")]
+        field = ".".join(location) or None
+        message = f"{field}: {first.get('msg', 'invalid value')}" if field else str(first.get("msg", "invalid"))
+        if is_api(request):
+            return JSONResponse(error_body("invalid_input", message, field), status_code=422)
+        return render(request, "error.html", status_code=422, status=422, message=message)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def on_http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if is_api(request):
+            code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+            return JSONResponse(error_body(code, str(exc.detail)), status_code=exc.status_code,
+                                headers=getattr(exc, "headers", None))
+        return render(request, "error.html", status_code=exc.status_code, status=exc.status_code,
+                      message=str(exc.detail))

@@ -1,0 +1,57 @@
+"""Server-rendered pages: one Jinja2 environment (autoescaped, gettext from :mod:`mailroom.web.i18n`)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from importlib import resources
+from typing import Any
+
+import jinja2
+from babel.dates import format_datetime
+from babel.numbers import format_decimal
+from fastapi import Request
+from fastapi.responses import HTMLResponse
+
+from mailroom.domain.permissions import Subject
+from mailroom.web import i18n
+from mailroom.web.context import current, web_session
+from mailroom.web.security import CSRF_FIELD
+
+_environment = jinja2.Environment(
+    loader=jinja2.FileSystemLoader(str(resources.files("mailroom.web") / "templates")),
+    autoescape=True,
+    undefined=jinja2.StrictUndefined,
+    extensions=["jinja2.ext.i18n"],
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+_environment.install_gettext_callables(i18n.gettext, i18n.ngettext, newstyle=True)  # type: ignore[attr-defined]
+
+
+def url(request: Request, path: str) -> str:
+    """A path inside the app, also when it is mounted under a prefix."""
+    return f"{request.scope.get('root_path', '')}{path}"
+
+
+def render(request: Request, template: str, status_code: int = 200, **context: Any) -> HTMLResponse:
+    session = current(request)
+    language = i18n.choose_language(session.user.profile.preferred_language if session else None,
+                                    request.headers.get("accept-language"))
+    i18n.activate(language)
+    subject: Subject | None = session.subject if session else None
+    values = {
+        "request": request, "user": session.user if session else None, "language": language,
+        "csrf_field": CSRF_FIELD, "csrf_token": web_session(request).csrf,
+        "can": (lambda permission: subject is not None and subject.has(permission)),
+        "url": lambda path: url(request, path),
+        "when": lambda moment: _when(moment, language),
+        "number": lambda value: format_decimal(value, locale=language),
+        **context,
+    }
+    return HTMLResponse(_environment.get_template(template).render(values), status_code=status_code)
+
+
+def _when(moment: datetime | None, language: str) -> str:
+    if moment is None:
+        return "\N{EN DASH}"
+    return format_datetime(moment, "yyyy-MM-dd HH:mm:ss", locale=language)

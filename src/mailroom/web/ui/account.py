@@ -1,0 +1,223 @@
+"""Admin UI: login, logout, self-registration, e-mail confirmation, forgotten password, own account.
+
+Links in mails open a page with a button instead of acting on GET: mail scanners that pre-fetch links
+must not use up a code.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Form, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+
+from mailroom.domain.users import Profile
+from mailroom.errors import AccountLocked, AuthenticationFailed, InvalidInput, RegistrationClosed
+from mailroom.web.context import csrf_form, current, login, room, web_session
+from mailroom.web.i18n import gettext as _
+from mailroom.web.pages import render, url
+
+router = APIRouter(include_in_schema=False)
+
+Text = Annotated[str, Form()]
+OptionalText = Annotated[str, Form()]
+
+
+def field(name: str, label: str, kind: str = "text", value: str = "", autocomplete: str = "",
+          required: bool = True) -> dict[str, Any]:
+    return {"name": name, "label": label, "type": kind, "value": value, "autocomplete": autocomplete,
+            "required": required}
+
+
+def form_page(request: Request, heading: str, *, status_code: int = 200, **context: Any) -> HTMLResponse:
+    values: dict[str, Any] = {"notice": None, "error": None, "intro": None, "fields": [], "submit": "",
+                              "hidden": {}, "links": []} | context
+    return render(request, "account_form.html", status_code=status_code, heading=heading, **values)
+
+
+def safe_next(target: str | None) -> str:
+    """Only paths inside this app: an open redirect would let a phishing link borrow our login page."""
+    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return "/"
+    return target
+
+
+def login_page(request: Request, *, next_path: str = "/", email: str = "", error: str | None = None,
+               notice: str | None = None, status_code: int = 200) -> HTMLResponse:
+    links = [{"href": "/forgot-password", "label": _("Forgot your password?")}]
+    if room(request).users.policy.self_registration:
+        links.append({"href": "/register", "label": _("Create an account")})
+    return form_page(request, _("Log in"), status_code=status_code, error=error, notice=notice,
+                     fields=[field("email", _("E-mail address"), "email", email, "username"),
+                             field("password", _("Password"), "password", autocomplete="current-password")],
+                     submit=_("Log in"), hidden={"next": safe_next(next_path)}, links=links)
+
+
+@router.get("/login", response_class=HTMLResponse)
+def show_login(request: Request, next: str = "/", done: str = "") -> Response:
+    if current(request) is not None:
+        return RedirectResponse(url(request, safe_next(next)), status_code=303)
+    notices = {"reset": _("Your password was changed. Log in with the new one."),
+               "confirmed": _("Your e-mail address is confirmed. You can log in now."),
+               "logout": _("You are logged out.")}
+    return login_page(request, next_path=next, notice=notices.get(done))
+
+
+@router.post("/login", response_class=HTMLResponse, dependencies=[Depends(csrf_form)])
+def do_login(request: Request, email: Text, password: Text, next: Annotated[str, Form()] = "/",
+             ) -> Response:
+    try:
+        session = room(request).users.authenticate(email, password)
+    except AccountLocked as exc:
+        return login_page(request, next_path=next, email=email, status_code=429,
+                          error=_("Too many failed logins. Try again in {seconds} seconds.").format(
+                              seconds=max(1, round(exc.retry_after_seconds))))
+    except AuthenticationFailed as exc:
+        message = _("Wrong e-mail address or password.") if str(exc) == str(AuthenticationFailed()) else \
+            _("Confirm your e-mail address first: follow the link in the mail we sent you.")
+        return login_page(request, next_path=next, email=email, error=message, status_code=401)
+    web_session(request).log_in(session.user.id)
+    return RedirectResponse(url(request, safe_next(next)), status_code=303)
+
+
+@router.post("/logout", dependencies=[Depends(csrf_form)])
+def do_logout(request: Request) -> Response:
+    web_session(request).log_out()
+    return RedirectResponse(url(request, "/login?done=logout"), status_code=303)
+
+
+def register_page(request: Request, *, error: str | None = None, values: dict[str, str] | None = None,
+                  status_code: int = 200) -> HTMLResponse:
+    v = values or {}
+    return form_page(request, _("Create an account"), status_code=status_code, error=error,
+                     fields=[field("email", _("E-mail address"), "email", v.get("email", ""), "email"),
+                             field("first_name", _("First name"), value=v.get("first_name", ""),
+                                   autocomplete="given-name", required=False),
+                             field("last_name", _("Last name"), value=v.get("last_name", ""),
+                                   autocomplete="family-name", required=False),
+                             field("password", _("Password"), "password", autocomplete="new-password")],
+                     submit=_("Create account"), links=[{"href": "/login", "label": _("Log in")}])
+
+
+@router.get("/register", response_class=HTMLResponse)
+def show_register(request: Request) -> HTMLResponse:
+    if not room(request).users.policy.self_registration:
+        raise RegistrationClosed()
+    return register_page(request)
+
+
+@router.post("/register", response_class=HTMLResponse, dependencies=[Depends(csrf_form)])
+def do_register(request: Request, email: Text, password: Text, first_name: OptionalText = "",
+                last_name: OptionalText = "") -> HTMLResponse:
+    users = room(request).users
+    values = {"email": email, "first_name": first_name, "last_name": last_name}
+    language = request.headers.get("accept-language", "en").split(",")[0].split(";")[0].strip() or "en"
+    try:
+        users.register(Profile(email=email, first_name=first_name, last_name=last_name,
+                               preferred_language=language), password)
+    except InvalidInput as exc:
+        return register_page(request, error=str(exc), values=values, status_code=422)
+    return form_page(request, _("Check your mail"),
+                     notice=_("We sent a confirmation link to {email}.").format(email=email),
+                     links=[{"href": "/login", "label": _("Log in")}])
+
+
+@router.get("/confirm-email", response_class=HTMLResponse)
+def show_confirm(request: Request, code: str = "") -> HTMLResponse:
+    return form_page(request, _("Confirm your e-mail address"),
+                     intro=_("Press the button to confirm that this address is yours."),
+                     fields=[], submit=_("Confirm"), hidden={"code": code})
+
+
+@router.post("/confirm-email", response_class=HTMLResponse, dependencies=[Depends(csrf_form)])
+def do_confirm(request: Request, code: Text) -> Response:
+    try:
+        room(request).users.confirm_email(code)
+    except InvalidInput as exc:
+        return form_page(request, _("Confirm your e-mail address"), error=str(exc), status_code=422,
+                         links=[{"href": "/login", "label": _("Log in")}])
+    return RedirectResponse(url(request, "/login?done=confirmed"), status_code=303)
+
+
+@router.get("/forgot-password", response_class=HTMLResponse)
+def show_forgot(request: Request) -> HTMLResponse:
+    return form_page(request, _("Forgot your password?"),
+                     intro=_("Enter your e-mail address and we mail you a link to choose a new password."),
+                     fields=[field("email", _("E-mail address"), "email", autocomplete="email")],
+                     submit=_("Send link"), links=[{"href": "/login", "label": _("Log in")}])
+
+
+@router.post("/forgot-password", response_class=HTMLResponse, dependencies=[Depends(csrf_form)])
+def do_forgot(request: Request, email: Text) -> HTMLResponse:
+    room(request).users.request_password_reset(email)
+    # The same page whatever the address: nobody learns which addresses have accounts.
+    return form_page(request, _("Check your mail"),
+                     notice=_("If {email} belongs to an account, a link to choose a new password is on its way. "
+                              "It is valid for one hour.").format(email=email),
+                     links=[{"href": "/login", "label": _("Log in")}])
+
+
+def reset_page(request: Request, code: str, *, error: str | None = None, status_code: int = 200) -> HTMLResponse:
+    return form_page(request, _("Choose a new password"), error=error, status_code=status_code,
+                     fields=[field("password", _("New password"), "password", autocomplete="new-password")],
+                     submit=_("Set password"), hidden={"code": code})
+
+
+@router.get("/reset-password", response_class=HTMLResponse)
+def show_reset(request: Request, code: str = "") -> HTMLResponse:
+    try:
+        room(request).users.check_reset_code(code)
+    except InvalidInput as exc:
+        return form_page(request, _("Choose a new password"), error=str(exc), status_code=422,
+                         links=[{"href": "/forgot-password", "label": _("Ask for a new link")}])
+    return reset_page(request, code)
+
+
+@router.post("/reset-password", response_class=HTMLResponse, dependencies=[Depends(csrf_form)])
+def do_reset(request: Request, code: Text, password: Text) -> Response:
+    try:
+        room(request).users.reset_password(code, password)
+    except InvalidInput as exc:
+        return reset_page(request, code, error=str(exc), status_code=422)
+    web_session(request).log_out()
+    return RedirectResponse(url(request, "/login?done=reset"), status_code=303)
+
+
+@router.get("/account", response_class=HTMLResponse)
+def show_account(request: Request, done: str = "") -> HTMLResponse:
+    session = login(request)
+    tokens = room(request).api_tokens.list(session.subject, session.user.id)
+    notice = _("Your password was changed.") if done == "password" else None
+    return render(request, "account.html", tokens=tokens, new_token=None, error=None, notice=notice)
+
+
+@router.post("/account/tokens", response_class=HTMLResponse, dependencies=[Depends(csrf_form)])
+def create_token(request: Request, name: Text) -> HTMLResponse:
+    session = login(request)
+    tokens = room(request).api_tokens
+    try:
+        _token, secret = tokens.create(session.subject, session.user.id, name)
+    except InvalidInput as exc:
+        return render(request, "account.html", status_code=422, error=str(exc), new_token=None, notice=None,
+                      tokens=tokens.list(session.subject, session.user.id))
+    return render(request, "account.html", new_token=secret, error=None, notice=None,
+                  tokens=tokens.list(session.subject, session.user.id))
+
+
+@router.post("/account/tokens/{token_id}/revoke", dependencies=[Depends(csrf_form)])
+def revoke_token(request: Request, token_id: str) -> Response:
+    session = login(request)
+    room(request).api_tokens.revoke(session.subject, session.user.id, token_id)
+    return RedirectResponse(url(request, "/account"), status_code=303)
+
+
+@router.post("/account/password", response_class=HTMLResponse, dependencies=[Depends(csrf_form)])
+def change_password(request: Request, current_password: Text, new_password: Text) -> Response:
+    session = login(request)
+    tokens = room(request).api_tokens.list(session.subject, session.user.id)
+    try:
+        room(request).users.change_password(session.subject, session.user.id, current_password, new_password)
+    except (InvalidInput, AuthenticationFailed) as exc:
+        return render(request, "account.html", status_code=422, error=str(exc), new_token=None, tokens=tokens,
+                      notice=None)
+    return RedirectResponse(url(request, "/account?done=password"), status_code=303)

@@ -1,0 +1,5 @@
+"""Admin UI: log."""
+
+from fastapi import APIRouter
+
+router = APIRouter(include_in_schema=False)

@@ -1,0 +1,5 @@
+"""Admin UI: mail_test."""
+
+from fastapi import APIRouter
+
+router = APIRouter(include_in_schema=False)

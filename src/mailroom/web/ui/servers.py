@@ -1,0 +1,5 @@
+"""Admin UI: servers."""
+
+from fastapi import APIRouter
+
+router = APIRouter(include_in_schema=False)
