@@ -15,6 +15,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from email import message_from_bytes
 from email.policy import default as default_policy
@@ -280,9 +281,18 @@ def _read_lines(stream: Any, lines: queue.Queue[str]) -> None:
         lines.put(raw.decode(errors="replace"))
 
 
+def _healthy(address: str) -> bool:
+    try:
+        with urllib.request.urlopen(address, timeout=5) as answer:
+            return bool(json.loads(answer.read())["status"] == "ok")
+    except OSError:
+        return False
+
+
 def test_dev_runs_a_sink_and_a_worker(cli: Cli) -> None:
-    port = free_port()
-    process = subprocess.Popen([sys.executable, "-m", "mailroom.cli", "dev", "--sink-port", str(port)],
+    port, web_port = free_port(), free_port()
+    process = subprocess.Popen([sys.executable, "-m", "mailroom.cli", "dev", "--sink-port", str(port),
+                                "--port", str(web_port)],
                                env=cli.env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     lines: queue.Queue[str] = queue.Queue()
     threading.Thread(target=_read_lines, args=(process.stdout, lines), daemon=True).start()
@@ -299,6 +309,8 @@ def test_dev_runs_a_sink_and_a_worker(cli: Cli) -> None:
         wait_for(lambda: printed("mailroom send --to"), "the dev instructions")
         assert printed("created the first administrator: log in at http://127.0.0.1:8025 as admin@example.org")
         assert [u["roles"] for u in cli.json("user", "list")] == [["admin"]]
+        assert printed(f"web UI on http://127.0.0.1:{web_port}")
+        wait_for(lambda: _healthy(f"http://127.0.0.1:{web_port}/api/v1/health"), "the web UI to answer")
         servers = {s["name"]: s for s in cli.json("smtp", "list")}
         assert servers["dev-sink"]["port"] == port and servers["dev-sink"]["priority"] == 1000
         cli.out("send", "--to", "a@example.org", "--subject", "hello dev", "--text", "x")
