@@ -102,6 +102,21 @@ def api_token(room: Mailroom, email: str = ADMIN) -> str:
     return room.api_tokens.create(SYSTEM, user.id, "tests")[1]
 
 
+@pytest.fixture
+def running_worker(room: Mailroom) -> Iterator[None]:
+    """A delivery worker in a background thread (its own event loop), as in production."""
+    import asyncio
+
+    loop = asyncio.new_event_loop()
+    worker = room.create_worker()
+    thread = threading.Thread(target=lambda: loop.run_until_complete(room.run_worker(worker=worker)), daemon=True)
+    thread.start()
+    yield
+    loop.call_soon_threadsafe(worker.stop)
+    thread.join(timeout=30)
+    loop.close()
+
+
 # --- browser tests ---------------------------------------------------------------------------------
 
 
