@@ -60,3 +60,16 @@ def test_add_user_roles_disable_and_verification(cli: Cli) -> None:
     cli.out("user", "resend-verification", "op@example.org")
     assert cli.json("log")["total"] == 2
     assert cli.err("user", "disable", "nobody@example.org", code=2) == "error: no user 'nobody@example.org'"
+
+
+def test_api_tokens_are_created_listed_and_revoked(cli: Cli) -> None:
+    cli.out("user", "create-admin", "--email", "root@example.org", "--password-stdin", stdin="passphrase long\n")
+    secret = cli.out("user", "token", "create", "root@example.org", "--name", "shop").strip()
+    assert secret.startswith("mrt_")
+    [token] = cli.json("user", "token", "list", "root@example.org")
+    assert token["name"] == "shop" and secret not in str(token) and token["revoked_at"] is None
+    with Mailroom(database_url=cli.env["MAILROOM_DATABASE_URL"], secret_key_file=str(cli.tmp_path / "k")) as room:
+        assert room.api_tokens.authenticate(secret).user.email == "root@example.org"
+    cli.out("user", "token", "revoke", "root@example.org", token["id"])
+    assert cli.json("user", "token", "list", "root@example.org")[0]["revoked_at"] is not None
+    assert "no active API token" in cli.err("user", "token", "revoke", "root@example.org", token["id"], code=2)

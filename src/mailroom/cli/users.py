@@ -156,3 +156,40 @@ def reset_password(ctx: typer.Context, email: EmailArgument) -> None:
     user = find(room, email)
     room.users.request_password_reset(user.email)
     typer.echo(f"reset mail queued for {user.email}")
+
+
+tokens_app = typer.Typer(help="API tokens: per-user keys for the JSON API, shown once, revocable.",
+                         no_args_is_help=True)
+users_app.add_typer(tokens_app, name="token")
+
+
+@tokens_app.command("create")
+def create_token(ctx: typer.Context, email: EmailArgument,
+                 name: Annotated[str, typer.Option("--name", help="What the token is for, e.g. shop backend.")],
+                 ) -> None:
+    """Create a token for the user and print its secret (the only time it is shown)."""
+    room = mailroom(ctx)
+    _token, secret = room.api_tokens.create(SYSTEM, find(room, email).id, name)
+    typer.echo(secret)
+
+
+@tokens_app.command("list")
+def list_tokens(ctx: typer.Context, email: EmailArgument, as_json: Json = False) -> None:
+    room = mailroom(ctx)
+    found = room.api_tokens.list(SYSTEM, find(room, email).id)
+    if as_json:
+        output.print_json(found)
+        return
+    table = Table("id", "name", "starts with", "created", "last used", "revoked", box=None)
+    for t in found:
+        table.add_row(t.id, output.text(t.name), t.hint, output.when(t.created_at, short=True),
+                      output.when(t.last_used_at, short=True), output.when(t.revoked_at, short=True))
+    output.console().print(table)
+
+
+@tokens_app.command("revoke")
+def revoke_token(ctx: typer.Context, email: EmailArgument,
+                 token_id: Annotated[str, typer.Argument(metavar="TOKEN_ID")]) -> None:
+    room = mailroom(ctx)
+    room.api_tokens.revoke(SYSTEM, find(room, email).id, token_id)
+    typer.echo(f"revoked token {token_id}")
