@@ -58,6 +58,9 @@ class Worker:
         self._results: asyncio.Queue[DeliveryResult | None] = asyncio.Queue()
         self.delivered = 0
         self._waiting_for_server = False
+        self._progress = asyncio.Event()  # a delivery finished
+        self._capacity = asyncio.Event()  # fewer than _refill_below in flight
+        self._refill_below = max(1, batch_size // 2)
         self._unwritten = 0
         self._all_written = asyncio.Event()
 
@@ -113,6 +116,7 @@ class Worker:
         for claim in claims:
             task = asyncio.create_task(self._deliver_one(claim, servers))
             self._inflight[task] = claim
+            task.add_done_callback(self._finished)
         return len(claims)
 
     async def _wait_for_a_server(self, now: datetime) -> None:
@@ -136,45 +140,50 @@ class Worker:
         await self._results.put(result)
         return result
 
-    async def _wait_for_capacity(self, half: int) -> None:
-        while len(self._inflight) >= half and not self._stopping.is_set():
-            await self._reap(await self._first_done(None))
-
-    async def _wait_for_work(self, until_idle: bool) -> None:
-        """Some mails in flight and the queue drained: wake on a finished mail or on new mail."""
-        waker = None if until_idle else asyncio.create_task(self._wakeup.wait(None))
-        try:
-            done = await self._first_done(waker)
-        finally:
-            if waker is not None and not waker.done():
-                waker.cancel()
-        await self._reap(done)
-
-    async def _first_done(self, extra: asyncio.Task[bool] | None) -> set[asyncio.Task[Any]]:
-        tasks: set[asyncio.Task[Any]] = set(self._inflight)
-        if extra is not None:
-            tasks.add(extra)
-        stop = asyncio.create_task(self._stopping.wait())
-        tasks.add(stop)
-        try:
-            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            stop.cancel()
-        return done
-
-    async def _reap(self, done: set[asyncio.Task[Any]]) -> None:
-        for task in done:
-            claim = self._inflight.pop(task, None)
-            if claim is None:
-                continue
-            if task.cancelled():
-                continue
+    def _finished(self, task: asyncio.Task[DeliveryResult]) -> None:
+        """Done-callback of each delivery: O(1) bookkeeping, so a full batch costs no rescans of the others."""
+        claim = self._inflight.pop(task, None)
+        if claim is None:
+            return
+        if not task.cancelled():
             exc = task.exception()
             if exc is not None:
                 log.error("delivery of mail %s crashed; it returns to the queue when its lease ends",
                           claim.id, exc_info=exc)
             else:
                 self.delivered += 1
+        self._progress.set()
+        if len(self._inflight) < self._refill_below:
+            self._capacity.set()
+
+    async def _wait_for_capacity(self, half: int) -> None:
+        """More is due: sleep until half the batch is done, then refill (one wake-up per refill)."""
+        self._refill_below = half
+        if len(self._inflight) >= half:
+            self._capacity.clear()
+            await self._first_of(self._capacity)
+
+    async def _wait_for_work(self, until_idle: bool) -> None:
+        """Some mails in flight and the queue drained: wake on a finished mail or on new mail."""
+        self._progress.clear()
+        waker = None if until_idle else asyncio.create_task(self._wakeup.wait(None))
+        try:
+            await self._first_of(self._progress, extra=waker)
+        finally:
+            if waker is not None and not waker.done():
+                waker.cancel()
+
+    async def _first_of(self, event: asyncio.Event, *, extra: asyncio.Task[bool] | None = None) -> None:
+        waiters: set[asyncio.Task[Any]] = {asyncio.create_task(event.wait()),
+                                           asyncio.create_task(self._stopping.wait())}
+        if extra is not None:
+            waiters.add(extra)
+        try:
+            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waiters:
+                if waiter is not extra:
+                    waiter.cancel()
 
     async def _idle_wait(self) -> None:
         timeout = self._poll_seconds
@@ -242,12 +251,11 @@ class Worker:
             retention.cancel()
         if self._inflight:
             log.info("finishing %d in-flight mail(s), up to %.0f s", len(self._inflight), self._grace_seconds)
-            done, pending = await asyncio.wait(set(self._inflight), timeout=self._grace_seconds)
+            _done, pending = await asyncio.wait(set(self._inflight), timeout=self._grace_seconds)
             unfinished = [self._inflight[t] for t in pending]
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
-            await self._reap(done)
             if unfinished:
                 await asyncio.to_thread(self._outbox.release, unfinished, retry_at=self._clock.now())
                 log.info("released %d unfinished mail(s) to the queue", len(unfinished))
