@@ -68,7 +68,8 @@ def install(app: FastAPI) -> None:
             return JSONResponse(error_body(error_code(exc), str(exc), getattr(exc, "field", None)),
                                 status_code=status, headers=headers)
         if isinstance(exc, LoginRequired):
-            target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+            inside = request.url.path.removeprefix(request.scope.get("root_path", ""))  # url() adds it back
+            target = inside + (f"?{request.url.query}" if request.url.query else "")
             return RedirectResponse(url(request, f"/login?next={quote(target, safe='/')}"), status_code=303)
         return render(request, "error.html", status_code=status, status=status, message=str(exc))
 
