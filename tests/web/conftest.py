@@ -143,9 +143,13 @@ def live_server(app: FastAPI) -> Iterator[str]:
     thread.join(timeout=10)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def browser() -> Iterator[Any]:
-    """Debian's chromium driven by Playwright; in CI a missing chromium fails the test instead of skipping."""
+    """Debian's chromium driven by Playwright; in CI a missing chromium fails the test instead of skipping.
+
+    Per test, not per session: Playwright's sync API keeps an event loop running in the main thread while
+    it is open, and later tests need ``asyncio.run`` (``room.deliver_pending()``).
+    """
     if not os.path.exists(CHROMIUM):
         if os.environ.get("CI") == "true":
             pytest.fail(f"{CHROMIUM} is needed in CI (apt-get install chromium)")

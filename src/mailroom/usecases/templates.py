@@ -131,6 +131,13 @@ class TemplateUseCases:
             raise TemplateNotFound(set_id, name, wanted) if builtin else TemplateSetNotFound(set_id)
         return self._store.save_template(shipped, saved_by=subject.user_id, now=self._clock.now())
 
+    def has_default(self, subject: Subject, set_id: str, name: str, locale: str) -> bool:
+        """Whether :meth:`restore_default` can bring this template back (mailroom or the app ships it)."""
+        subject.require(READ_TEMPLATES)
+        builtin = self._builtins.get(set_id)
+        wanted = normalise_locale(locale)
+        return builtin is not None and any((t.name, t.locale) == (name, wanted) for t in builtin.templates)
+
     def ensure_builtin(self) -> int:
         """Create missing built-in sets and templates; an admin's edits are never overwritten."""
         created = 0

@@ -1,5 +1,233 @@
-"""Admin UI: servers."""
+"""Admin UI: SMTP servers — list, add, change, enable, order, remove, and test the connection.
 
-from fastapi import APIRouter
+A password goes one way only: from the form into the encrypted store. No page renders it, not even masked,
+and a form that comes back with an error asks for it again rather than echoing it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Annotated, Any
+from urllib.parse import urlencode
+
+import anyio.from_thread
+from fastapi import APIRouter, Depends, Form, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+
+from mailroom.domain.permissions import MANAGE_SERVERS, Subject
+from mailroom.domain.servers import Security, ServerSettings, SmtpServer
+from mailroom.errors import InvalidInput
+from mailroom.ports import ProbeStep
+from mailroom.web import context
+from mailroom.web.context import csrf_form, room
+from mailroom.web.i18n import gettext as _
+from mailroom.web.pages import render, url
 
 router = APIRouter(include_in_schema=False)
+
+FormText = Annotated[str, Form()]
+FormFlag = Annotated[str | None, Form()]
+
+
+@dataclass(frozen=True, slots=True)
+class ServerForm:
+    """The server form's fields as typed (numbers still text, so a typo comes back to be corrected).
+
+    There is deliberately no password here: the form object is what pages render.
+    """
+
+    name: str = ""
+    host: str = ""
+    port: str = "587"
+    security: str = Security.STARTTLS.value
+    username: str = ""
+    sender: str = ""
+    priority: str = "0"
+    enabled: bool = True
+    timeout_seconds: str = "30"
+
+    @classmethod
+    def of(cls, server: SmtpServer) -> ServerForm:
+        return cls(name=server.name, host=server.host, port=str(server.port), security=server.security.value,
+                   username=server.username, sender=server.sender, priority=str(server.priority),
+                   enabled=server.enabled, timeout_seconds=f"{server.timeout_seconds:g}")
+
+    def settings(self) -> ServerSettings:
+        return ServerSettings(name=self.name, host=self.host, port=whole_number(self.port, "port", _("Port")),
+                              security=security_of(self.security),
+                              username=self.username, sender=self.sender, enabled=self.enabled,
+                              priority=whole_number(self.priority, "priority", _("Priority")),
+                              timeout_seconds=positive_number(self.timeout_seconds, "timeout_seconds",
+                                                              _("Timeout")))
+
+
+def security_of(value: str) -> Security:
+    try:
+        return Security(value)
+    except ValueError:
+        raise InvalidInput(_("Choose STARTTLS, TLS or none as security."), field="security") from None
+
+
+def whole_number(value: str, field: str, label: str) -> int:
+    try:
+        return int(value.strip())
+    except ValueError:
+        raise InvalidInput(_("{label} must be a whole number.").format(label=label), field=field) from None
+
+
+def positive_number(value: str, field: str, label: str) -> float:
+    try:
+        number = float(value.strip())
+    except ValueError:
+        number = 0.0
+    if not number > 0:
+        raise InvalidInput(_("{label} must be a positive number of seconds.").format(label=label), field=field)
+    return number
+
+
+def server_form(name: FormText = "", host: FormText = "", port: FormText = "587",
+                security: FormText = Security.STARTTLS.value, username: FormText = "", sender: FormText = "",
+                priority: FormText = "0", enabled: FormFlag = None, timeout_seconds: FormText = "30") -> ServerForm:
+    return ServerForm(name=name.strip(), host=host.strip(), port=port, security=security, username=username.strip(),
+                      sender=sender.strip(), priority=priority, enabled=enabled is not None,
+                      timeout_seconds=timeout_seconds)
+
+
+ServerFormData = Annotated[ServerForm, Depends(server_form)]
+
+
+def settings_of(server: SmtpServer, **changes: Any) -> ServerSettings:
+    """The server's settings with some changed (the stored password is not part of them)."""
+    values = {f.name: getattr(server, f.name) for f in dataclasses.fields(ServerSettings)}
+    return ServerSettings(**(values | changes))
+
+
+def security_labels() -> dict[str, str]:
+    return {Security.STARTTLS.value: _("STARTTLS (port 587)"), Security.TLS.value: _("TLS (port 465)"),
+            Security.NONE.value: _("None (unencrypted)")}
+
+
+def security_names() -> dict[str, str]:
+    """Short names for the list, where the port has its own column."""
+    return {Security.STARTTLS.value: "STARTTLS", Security.TLS.value: "TLS", Security.NONE.value: _("none")}
+
+
+def step_labels() -> dict[str, str]:
+    return {"connect": _("Connect"), "ehlo": "EHLO", "starttls": "STARTTLS", "login": _("Login")}
+
+
+def list_page(request: Request, caller: Subject, *, notice: str | None = None, error: str | None = None,
+              probe: tuple[SmtpServer, list[ProbeStep]] | None = None, status_code: int = 200) -> HTMLResponse:
+    servers = sorted(room(request).servers.list(caller), key=lambda s: (-s.priority, s.name))
+    return render(request, "servers.html", status_code=status_code, servers=servers, notice=notice, error=error,
+                  probe=probe, step_labels=step_labels(), security_names=security_names())
+
+
+def form_page(request: Request, form: ServerForm, *, server: SmtpServer | None = None, error: str | None = None,
+              error_field: str | None = None, status_code: int = 200) -> HTMLResponse:
+    return render(request, "servers_form.html", status_code=status_code, form=form, server=server, error=error,
+                  error_field=error_field, security_labels=security_labels())
+
+
+# English msgids of admin.po, translated when shown.
+DONE_NOTICES = {"added": "The SMTP server {name} was added. Test the connection to check the settings.",
+                "saved": "The SMTP server {name} was saved.",
+                "enabled": "The SMTP server {name} is enabled.",
+                "disabled": "The SMTP server {name} is disabled: no mail goes through it.",
+                "priority": "The priority of {name} was changed.",
+                "deleted": "The SMTP server {name} was deleted."}
+
+
+@router.get("/smtp", response_class=HTMLResponse)
+def list_servers(request: Request, done: str = "", name: str = "") -> HTMLResponse:
+    notice = _(DONE_NOTICES[done]).format(name=name) if done in DONE_NOTICES else None
+    return list_page(request, context.subject(request), notice=notice)
+
+
+def done(request: Request, what: str, name: str) -> RedirectResponse:
+    return RedirectResponse(url(request, f"/smtp?{urlencode({'done': what, 'name': name})}"), status_code=303)
+
+
+@router.get("/smtp/new", response_class=HTMLResponse)
+def new_server(request: Request) -> HTMLResponse:
+    context.subject(request).require(MANAGE_SERVERS)
+    return form_page(request, ServerForm())
+
+
+@router.post("/smtp", response_class=HTMLResponse, dependencies=[Depends(csrf_form)])
+def add_server(request: Request, form: ServerFormData, password: FormText = "") -> Response:
+    caller = context.subject(request)
+    caller.require(MANAGE_SERVERS)
+    try:
+        server = room(request).servers.add(caller, form.settings(), password or None)
+    except InvalidInput as exc:
+        return form_page(request, form, error=str(exc), error_field=exc.field, status_code=422)
+    return done(request, "added", server.name)
+
+
+@router.get("/smtp/{server_id}/edit", response_class=HTMLResponse)
+def edit_server(request: Request, server_id: str) -> HTMLResponse:
+    caller = context.subject(request)
+    caller.require(MANAGE_SERVERS)
+    server = room(request).servers.get(caller, server_id)
+    return form_page(request, ServerForm.of(server), server=server)
+
+
+@router.post("/smtp/{server_id}", response_class=HTMLResponse, dependencies=[Depends(csrf_form)])
+def update_server(request: Request, server_id: str, form: ServerFormData, password: FormText = "",
+                  remove_password: FormFlag = None) -> Response:
+    """A blank password field keeps the stored password; only the checkbox removes it."""
+    caller = context.subject(request)
+    caller.require(MANAGE_SERVERS)
+    servers = room(request).servers
+    server = servers.get(caller, server_id)
+    new_password = "" if remove_password is not None else (password or None)
+    try:
+        updated = servers.update(caller, server.id, form.settings(), new_password)
+    except InvalidInput as exc:
+        return form_page(request, form, server=server, error=str(exc), error_field=exc.field, status_code=422)
+    return done(request, "saved", updated.name)
+
+
+@router.post("/smtp/{server_id}/enabled", dependencies=[Depends(csrf_form)])
+def set_enabled(request: Request, server_id: str, enabled: FormText) -> Response:
+    caller = context.subject(request)
+    servers = room(request).servers
+    server = servers.get(caller, server_id)
+    turn_on = enabled == "true"
+    servers.update(caller, server.id, settings_of(server, enabled=turn_on), None)
+    return done(request, "enabled" if turn_on else "disabled", server.name)
+
+
+@router.post("/smtp/{server_id}/priority", response_class=HTMLResponse, dependencies=[Depends(csrf_form)])
+def set_priority(request: Request, server_id: str, priority: FormText) -> Response:
+    caller = context.subject(request)
+    servers = room(request).servers
+    server = servers.get(caller, server_id)
+    try:
+        servers.update(caller, server.id, settings_of(server, priority=whole_number(priority, "priority",
+                                                                                     _("Priority"))), None)
+    except InvalidInput as exc:
+        return list_page(request, caller, error=str(exc), status_code=422)
+    return done(request, "priority", server.name)
+
+
+@router.post("/smtp/{server_id}/delete", dependencies=[Depends(csrf_form)])
+def delete_server(request: Request, server_id: str) -> Response:
+    caller = context.subject(request)
+    servers = room(request).servers
+    server = servers.get(caller, server_id)
+    servers.remove(caller, server.id)
+    return done(request, "deleted", server.name)
+
+
+@router.post("/smtp/{server_id}/test", response_class=HTMLResponse, dependencies=[Depends(csrf_form)])
+def test_server(request: Request, server_id: str) -> HTMLResponse:
+    """Connect, EHLO, STARTTLS and log in, showing each step; the probe itself never raises for SMTP trouble."""
+    caller = context.subject(request)
+    servers = room(request).servers
+    server = servers.get(caller, server_id)
+    # Endpoints run in a worker thread; the probe is async, so it runs on the app's event loop.
+    steps = anyio.from_thread.run(servers.test, caller, server.id)
+    return list_page(request, caller, probe=(server, steps))
