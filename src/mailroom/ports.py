@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
-from mailroom.domain.log import LogPage, LogQuery
+from mailroom.domain.log import HourlyCount, LogPage, LogQuery
 from mailroom.domain.mail import Mail
 from mailroom.domain.outbox import DeliveryAttempt, MailStatus, OutgoingMail, RecipientResult
 from mailroom.domain.servers import ServerSettings, SmtpServer
@@ -127,6 +127,10 @@ class MailLog(Protocol):
 
     def counts_by_status(self) -> dict[MailStatus, int]:
         """How many mails are in each status."""
+
+    def hourly_counts(self, since: datetime) -> list[HourlyCount]:
+        """Sent and failed mails per UTC hour among those finished at or after ``since``, oldest first;
+        hours without such mails are left out. The first hour counts only mails from ``since`` on."""
 
 
 class Retention(Protocol):

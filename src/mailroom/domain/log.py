@@ -23,12 +23,43 @@ class SortKey(enum.StrEnum):
 MAX_PAGE_SIZE = 500
 
 
+class TermField(enum.StrEnum):
+    """What a search term is matched against (case-insensitive substring, except ``tag``: a whole tag)."""
+
+    TEXT = "text"  # the subject or any recipient
+    RECIPIENT = "to"
+    SENDER = "from"
+    SUBJECT = "subject"
+    SERVER = "server"
+    TAG = "tag"
+
+
+@dataclass(frozen=True, slots=True)
+class SearchTerm:
+    """One condition of a free-form search; ``negated`` keeps the mails that do *not* match."""
+
+    field: TermField
+    value: str
+    negated: bool = False
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "field", TermField(self.field))
+        if not self.value:
+            raise InvalidInput(f"an empty {self.field.value} search term matches everything", field="q")
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class LogQuery:
-    """Filters combine with AND; ``text`` matches subject or any recipient, case-insensitively."""
+    """Filters combine with AND; ``text`` matches subject or any recipient, case-insensitively.
+
+    ``statuses`` keeps mails in any of them, ``excluded_statuses`` drops mails in any of them; each of
+    ``terms`` must hold (the search box's words and ``to:``, ``from:``, ... filters).
+    """
 
     statuses: frozenset[MailStatus] = frozenset()
+    excluded_statuses: frozenset[MailStatus] = frozenset()
     recipient: str | None = None
+    sender: str | None = None
     text: str | None = None
     subject: str | None = None
     server: str | None = None
@@ -36,6 +67,7 @@ class LogQuery:
     correlation_id: str | None = None
     queued_after: datetime | None = None
     queued_before: datetime | None = None
+    terms: tuple[SearchTerm, ...] = ()
     sort: SortKey = SortKey.QUEUED_AT
     descending: bool = True
     offset: int = 0
@@ -54,8 +86,10 @@ class LogQuery:
         try:
             object.__setattr__(self, "sort", SortKey(self.sort))
             object.__setattr__(self, "statuses", frozenset(MailStatus(s) for s in self.statuses))
+            object.__setattr__(self, "excluded_statuses", frozenset(MailStatus(s) for s in self.excluded_statuses))
         except ValueError as exc:
             raise InvalidInput(str(exc), field="sort") from exc
+        object.__setattr__(self, "terms", tuple(self.terms))
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,3 +98,23 @@ class LogPage:
     total: int | None
     offset: int
     limit: int
+
+
+@dataclass(frozen=True, slots=True)
+class HourlyCount:
+    """Mails that finished as sent or failed within the hour starting at ``hour`` (UTC)."""
+
+    hour: datetime
+    sent: int = 0
+    failed: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class MailActivity:
+    """What the overview shows: the queue now and what went out recently."""
+
+    by_status: dict[MailStatus, int]
+    sent_last_24h: int
+    failed_last_24h: int
+    hourly: list[HourlyCount]
+    """One entry per hour, oldest first, the current (unfinished) hour last; hours without mail are zero."""

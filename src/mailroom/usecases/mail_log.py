@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import UTC, timedelta
 
-from mailroom.domain.log import LogPage, LogQuery
+from mailroom.domain.log import HourlyCount, LogPage, LogQuery, MailActivity
 from mailroom.domain.outbox import MailStatus, OutgoingMail
 from mailroom.domain.permissions import CANCEL_MAIL, DELETE_MAIL, READ_MAIL, RETRY_MAIL, Subject
+from mailroom.errors import InvalidInput
 from mailroom.ports import Clock, MailLog, Outbox, Wakeup
 
 
@@ -33,6 +35,25 @@ class MailLogUseCases:
     def counts(self, subject: Subject) -> dict[MailStatus, int]:
         subject.require(READ_MAIL)
         return self._log.counts_by_status()
+
+    def activity(self, subject: Subject, *, hours: int = 48) -> MailActivity:
+        """Counts per status, sent and failed in the last 24 hours, and sent / failed per hour for the
+        last ``hours`` hours (the current hour included)."""
+        subject.require(READ_MAIL)
+        if not 1 <= hours <= 24 * 31:
+            raise InvalidInput("hours must lie between 1 and 744 (31 days)", field="hours")
+        now = self._clock.now().astimezone(UTC)  # the store's hours are UTC hours
+        current_hour = now.replace(minute=0, second=0, microsecond=0)
+        first_hour = current_hour - timedelta(hours=hours - 1)
+        found = {count.hour: count for count in self._log.hourly_counts(first_hour)}
+        hourly = [found.get(hour, HourlyCount(hour=hour))
+                  for hour in (first_hour + timedelta(hours=n) for n in range(hours))]
+        # A second query from exactly 24 h ago: summing whole hours would count up to an hour too much.
+        last_day = self._log.hourly_counts(now - timedelta(hours=24))
+        return MailActivity(by_status=self._log.counts_by_status(),
+                            sent_last_24h=sum(c.sent for c in last_day),
+                            failed_last_24h=sum(c.failed for c in last_day),
+                            hourly=hourly)
 
     def delete(self, subject: Subject, mail_ids: Sequence[str]) -> int:
         subject.require(DELETE_MAIL)

@@ -9,12 +9,27 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, Row, and_, bindparam, delete, func, insert, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Row,
+    and_,
+    bindparam,
+    delete,
+    func,
+    insert,
+    literal_column,
+    not_,
+    or_,
+    select,
+    type_coerce,
+    update,
+)
 
 from mailroom.adapters.storage.claiming import claim_due
 from mailroom.adapters.storage.database import Database
-from mailroom.adapters.storage.tables import mail_attempts, mail_contents, mail_recipients, mails
-from mailroom.domain.log import LogPage, LogQuery, SortKey
+from mailroom.adapters.storage.tables import UtcDateTime, mail_attempts, mail_contents, mail_recipients, mails
+from mailroom.domain.log import HourlyCount, LogPage, LogQuery, SearchTerm, SortKey, TermField
 from mailroom.domain.outbox import (
     CANCELLABLE_STATUSES,
     CLAIMABLE_STATUSES,
@@ -254,6 +269,35 @@ class SqlMailStore:
             rows = conn.execute(select(mails.c.status, func.count()).group_by(mails.c.status)).all()
         return {MailStatus(status): count for status, count in rows}
 
+    def hourly_counts(self, since: datetime) -> list[HourlyCount]:
+        # Filtering on (status, finished_at) first lets the index of that name pick the recent rows;
+        # old mails are never read however large the log grows.
+        hour = type_coerce(self._hour_of(mails.c.finished_at), UtcDateTime())
+        statuses = [MailStatus.SENT.value, MailStatus.FAILED.value]
+        with self._db.read() as conn:
+            rows = conn.execute(
+                select(hour.label("hour"), mails.c.status, func.count())
+                .where(mails.c.status.in_(statuses), mails.c.finished_at >= since)
+                .group_by(hour, mails.c.status)
+            ).all()
+        counts: dict[datetime, dict[str, int]] = defaultdict(dict)
+        for moment, status, count in rows:
+            counts[moment][status] = count
+        return [HourlyCount(hour=moment, sent=by_status.get(MailStatus.SENT.value, 0),
+                            failed=by_status.get(MailStatus.FAILED.value, 0))
+                for moment, by_status in sorted(counts.items())]
+
+    def _hour_of(self, column: ColumnElement[datetime]) -> ColumnElement[Any]:
+        """The start of the UTC hour of a timestamp column, as the dialect spells it.
+
+        Constants are literal SQL, not bound parameters: PostgreSQL would otherwise see the expression in
+        SELECT and in GROUP BY as two different ones (``$1`` vs ``$3``) and refuse the query.
+        """
+        if self._db.is_postgres:
+            return func.date_trunc(literal_column("'hour'"), func.timezone(literal_column("'UTC'"), column))
+        # SQLite keeps UTC timestamps as 'YYYY-MM-DD HH:MM:SS.ffffff' text.
+        return func.strftime(literal_column("'%Y-%m-%d %H:00:00'"), column)
+
     # --- Retention -----------------------------------------------------------------------------
 
     def purge_mails(self, *, status: MailStatus, finished_before: datetime, batch_size: int) -> int:
@@ -328,12 +372,34 @@ def _like(text: str) -> str:
     return f"%{escaped}%"
 
 
+def _contains(column: ColumnElement[Any], text: str) -> ColumnElement[bool]:
+    """Case-insensitive substring; NULL counts as empty, so that a negated term keeps rows without a value."""
+    return func.lower(func.coalesce(column, "")).like(_like(text), escape="\\")
+
+
+def _term_condition(term: SearchTerm) -> ColumnElement[bool]:
+    condition: ColumnElement[bool]
+    if term.field is TermField.TEXT:
+        condition = or_(_contains(mails.c.subject, term.value), _contains(mails.c.receiver, term.value))
+    elif term.field is TermField.TAG:
+        condition = _contains(mails.c.tags, "," + term.value + ",")
+    else:
+        column = {TermField.RECIPIENT: mails.c.receiver, TermField.SENDER: mails.c.sender,
+                  TermField.SUBJECT: mails.c.subject, TermField.SERVER: mails.c.server_name}[term.field]
+        condition = _contains(column, term.value)
+    return not_(condition) if term.negated else condition
+
+
 def _conditions(query: LogQuery) -> list[ColumnElement[bool]]:
     conditions: list[ColumnElement[bool]] = []
     if query.statuses:
         conditions.append(mails.c.status.in_(sorted(s.value for s in query.statuses)))
+    if query.excluded_statuses:
+        conditions.append(mails.c.status.not_in(sorted(s.value for s in query.excluded_statuses)))
     if query.recipient:
         conditions.append(mails.c.receiver.like(_like(query.recipient), escape="\\"))
+    if query.sender:
+        conditions.append(_contains(mails.c.sender, query.sender))
     if query.subject:
         conditions.append(func.lower(mails.c.subject).like(_like(query.subject), escape="\\"))
     if query.text:
@@ -343,13 +409,14 @@ def _conditions(query: LogQuery) -> list[ColumnElement[bool]]:
     if query.server:
         conditions.append(mails.c.server_name == query.server)
     if query.tag:
-        conditions.append(mails.c.tags.like(_like("," + query.tag + ","), escape="\\"))
+        conditions.append(_contains(mails.c.tags, "," + query.tag + ","))
     if query.correlation_id:
         conditions.append(mails.c.correlation_id == query.correlation_id)
     if query.queued_after:
         conditions.append(mails.c.queued_at >= query.queued_after)
     if query.queued_before:
         conditions.append(mails.c.queued_at < query.queued_before)
+    conditions.extend(_term_condition(term) for term in query.terms)
     return conditions or [and_(True)]
 
 
