@@ -175,6 +175,10 @@ def test_search_filters_sorts_and_pages(admin: TestClient, room: Mailroom, smtp_
     assert search(status=["cancelled", "sent"])["total"] == 7
     assert search(status="failed")["total"] == 0
     assert search(server="relay")["total"] == 6
+    assert search(q="tag:invoice -subject:\"Invoice 3\"")["total"] == 4
+    assert search(q="-status:sent")["items"][0]["id"] == cancelled
+    assert search(q="weekly", status="sent")["items"][0]["subject"] == "Weekly news"
+    assert_error(admin.get(f"{API}/mails", params={"q": "status:snt"}), 422, "invalid_input", "q")
 
     pages = [search(tag="invoice", sort="subject", descending="false", limit=2, offset=offset)
              for offset in (0, 2, 4)]

@@ -25,6 +25,7 @@ from pydantic import (
 )
 
 from mailroom.domain.log import MAX_PAGE_SIZE, LogQuery, SortKey
+from mailroom.domain.log_search import parse_search
 from mailroom.domain.mail import Priority
 from mailroom.domain.outbox import (
     DeliveryAttempt,
@@ -253,6 +254,9 @@ class MailCreated(BaseModel):
 class MailSearch(StorableText):
     """Filters of the mail log; they combine with AND."""
 
+    q: str | None = Field(default=None, max_length=1000, description=(
+        "The log's search syntax: plain words (subject or recipient) and to:, from:, subject:, status:, "
+        "server:, tag:, before:, after: filters; quote values with spaces; '-' negates a filter."))
     status: list[MailStatus] = Field(default=[], description="Any of these statuses; repeat the parameter.")
     recipient: str | None = Field(default=None, description="Part of a recipient address.")
     text: str | None = Field(default=None, description="Part of the subject or of a recipient address.")
@@ -268,10 +272,11 @@ class MailSearch(StorableText):
     limit: int = Field(default=50, ge=1, le=MAX_PAGE_SIZE)
 
     def to_query(self) -> LogQuery:
-        return LogQuery(statuses=frozenset(self.status), recipient=self.recipient, text=self.text,
+        structured = LogQuery(statuses=frozenset(self.status), recipient=self.recipient, text=self.text,
                         subject=self.subject, server=self.server, tag=self.tag, correlation_id=self.correlation_id,
                         queued_after=self.queued_after, queued_before=self.queued_before, sort=self.sort,
                         descending=self.descending, offset=self.offset, limit=self.limit)
+        return parse_search(self.q, structured) if self.q else structured
 
 
 class RecipientOut(BaseModel):
