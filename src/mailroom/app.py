@@ -40,7 +40,7 @@ from mailroom.usecases.retention import PurgeExpired, RetentionPolicy
 from mailroom.usecases.send_mail import SendMail
 from mailroom.usecases.smtp_servers import SmtpServerUseCases
 from mailroom.usecases.templates import TemplateUseCases
-from mailroom.usecases.users import AccountPolicy, UserUseCases
+from mailroom.usecases.users import UserUseCases
 from mailroom.worker import Worker
 
 log = logging.getLogger(__name__)
@@ -91,15 +91,7 @@ class Mailroom:
         self.events.subscribe(SendMailRequested, self._on_send_mail_requested)
         self.users = UserUseCases(store=SqlUserStore(self.database), hasher=Argon2PasswordHasher(),
                                   templates=self.templates, events=self.events, clock=self.clock,
-                                  policy=AccountPolicy(
-                                      public_base_url=s.public_base_url, application_name=s.application_name,
-                                      self_registration=s.self_registration,
-                                      min_password_length=s.min_password_length,
-                                      verification_code_hours=s.verification_code_hours,
-                                      reset_code_hours=s.reset_code_hours,
-                                      login_max_failures=s.login_max_failures,
-                                      login_lockout_base_seconds=s.login_lockout_base_seconds,
-                                      reset_request_floor_seconds=s.reset_request_floor_seconds))
+                                  policy=s.account_policy)
         if migrate:
             self.users.ensure_builtin_roles()
         self.api_tokens = ApiTokenUseCases(store=SqlApiTokenStore(self.database), users=self.users,

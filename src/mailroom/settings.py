@@ -19,6 +19,7 @@ from typing import Any
 from mailroom.domain.addresses import Address
 from mailroom.domain.retry import RetryPolicy
 from mailroom.domain.staging import StagingPolicy
+from mailroom.domain.users import AccountPolicy
 from mailroom.errors import ConfigurationError, InvalidInput
 
 ENV_PREFIX = "MAILROOM_"
@@ -104,6 +105,11 @@ class Settings:
         return RetryPolicy(base_delay_seconds=self.retry_base_delay_seconds, factor=self.retry_factor,
                            max_delay_seconds=self.retry_max_delay_seconds, jitter=self.retry_jitter,
                            max_attempts=self.max_attempts)
+
+    @property
+    def account_policy(self) -> AccountPolicy:
+        names = {f.name for f in fields(AccountPolicy)}
+        return AccountPolicy(**{name: getattr(self, name) for name in names})
 
     @property
     def staging_policy(self) -> StagingPolicy:

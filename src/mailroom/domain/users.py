@@ -6,6 +6,7 @@ import enum
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from urllib.parse import urlencode
 
 from mailroom.domain.addresses import Address, reject_line_breaks
 from mailroom.domain.permissions import (
@@ -95,6 +96,24 @@ class User:
         return {"user_id": self.id, "title": p.title, "salutation": p.salutation, "first_name": p.first_name,
                 "last_name": p.last_name, "email": p.email, "preferred_language": p.preferred_language,
                 "application_name": application_name}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AccountPolicy:
+    """The rules of the account workflows (from the settings of the same names)."""
+
+    public_base_url: str = "http://127.0.0.1:8025"
+    application_name: str = "mailroom"
+    self_registration: bool = False
+    min_password_length: int = 10
+    verification_code_hours: float = 48.0
+    reset_code_hours: float = 1.0
+    login_max_failures: int = 5
+    login_lockout_base_seconds: float = 2.0
+    reset_request_floor_seconds: float = 0.4
+
+    def link(self, path: str, code: str) -> str:
+        return f"{self.public_base_url.rstrip('/')}/{path}?{urlencode({'code': code})}"
 
 
 class CodePurpose(enum.StrEnum):

@@ -13,12 +13,20 @@ import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from urllib.parse import urlencode
 
 from mailroom.domain.events import EmailChanged, EventBus, UserCreated
 from mailroom.domain.mail import Priority
 from mailroom.domain.permissions import MANAGE_USERS, PERMISSIONS, READ_USERS, SYSTEM, Permission, Subject
-from mailroom.domain.users import ADMIN_ROLE, BUILTIN_ROLES, CodePurpose, OneTimeCode, Profile, Role, User
+from mailroom.domain.users import (
+    ADMIN_ROLE,
+    BUILTIN_ROLES,
+    AccountPolicy,
+    CodePurpose,
+    OneTimeCode,
+    Profile,
+    Role,
+    User,
+)
 from mailroom.errors import (
     AccountLocked,
     AuthenticationFailed,
@@ -34,22 +42,6 @@ from mailroom.usecases.templates import TemplateUseCases
 ACCOUNT_SET = "mailroom.account"
 MAX_LOCKOUT_SECONDS = 15 * 60.0
 MAX_PASSWORD_LENGTH = 1024
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class AccountPolicy:
-    public_base_url: str = "http://127.0.0.1:8025"
-    application_name: str = "mailroom"
-    self_registration: bool = False
-    min_password_length: int = 10
-    verification_code_hours: float = 48.0
-    reset_code_hours: float = 1.0
-    login_max_failures: int = 5
-    login_lockout_base_seconds: float = 2.0
-    reset_request_floor_seconds: float = 0.4
-
-    def link(self, path: str, code: str) -> str:
-        return f"{self.public_base_url.rstrip('/')}/{path}?{urlencode({'code': code})}"
 
 
 @dataclass(frozen=True, slots=True)
