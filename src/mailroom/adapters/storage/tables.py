@@ -58,7 +58,7 @@ class UtcDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-_claimable = text("status IN ({})".format(", ".join(f"'{s.value}'" for s in CLAIMABLE_STATUSES)))
+CLAIMABLE = text("status IN ({})".format(", ".join(f"'{s.value}'" for s in CLAIMABLE_STATUSES)))
 
 mails = Table(
     "mailroom_mails", metadata,
@@ -91,7 +91,7 @@ mails = Table(
     Column("has_from", Boolean, nullable=False),
     Column("original_recipients", Text),  # JSON list, set when staging changed the envelope
     Index("ix_mailroom_mails_claim", "priority", "next_attempt_at",
-          sqlite_where=_claimable, postgresql_where=_claimable),
+          sqlite_where=CLAIMABLE, postgresql_where=CLAIMABLE),
     Index(None, "status", "finished_at"),
     Index(None, "status", "queued_at"),
     Index(None, "queued_at"),
