@@ -307,7 +307,8 @@ def test_dev_runs_a_sink_and_a_worker(cli: Cli) -> None:
 
     try:
         wait_for(lambda: printed("mailroom send --to"), "the dev instructions")
-        assert printed("created the first administrator: log in at http://127.0.0.1:8025 as admin@example.org")
+        assert printed(f"created the first administrator: log in at http://127.0.0.1:{web_port}/login as "
+                       "admin@example.org with password ")
         assert [u["roles"] for u in cli.json("user", "list")] == [["admin"]]
         assert printed(f"web UI on http://127.0.0.1:{web_port}")
         wait_for(lambda: _healthy(f"http://127.0.0.1:{web_port}/api/v1/health"), "the web UI to answer")

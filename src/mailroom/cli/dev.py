@@ -130,17 +130,17 @@ async def serve_without_signal_handlers(server: StackServer) -> None:
                                  "with --port or MAILROOM_WEB_PORT", field="web_port") from exc
 
 
-def ensure_first_admin(room: Mailroom) -> str | None:
-    """Create an administrator when there is no user at all; returns the login line to print.
+def ensure_first_admin(room: Mailroom, login_url: str) -> str:
+    """Create an administrator when there is no user at all; returns how to log in.
 
     The password comes from MAILROOM_DEV_ADMIN_PASSWORD or is generated and shown once, here only.
     """
     if room.users.has_users():
-        return None
+        return (f"log in at {login_url} with your account; forgot the password? `mailroom user reset-password "
+                "EMAIL` sends a reset link to the sink (start with --sink-dir DIR to keep mails as .eml files)")
     password = os.environ.get("MAILROOM_DEV_ADMIN_PASSWORD") or secrets.token_urlsafe(12)
     room.users.create_admin(DEV_ADMIN, password, first_name="Admin")
-    return f"created the first administrator: log in at {room.settings.public_base_url} as {DEV_ADMIN} " \
-           f"with password {password}"
+    return f"created the first administrator: log in at {login_url} as {DEV_ADMIN} with password {password}"
 
 
 def dev(
@@ -161,10 +161,10 @@ def dev(
     dev_sink = start_sink(DEV_HOST, sink_port, sink_dir)
     try:
         ensure_dev_server(room, dev_sink.port)
-        login = ensure_first_admin(room)
-        if login:
-            typer.echo(login)
-        where = f"web UI on http://{room.settings.web_host}:{web_port}, " if web else ""
+        web_url = f"http://{room.settings.web_host}:{web_port}"
+        if web:
+            typer.echo(ensure_first_admin(room, f"{web_url}/login"))
+        where = f"web UI on {web_url}, " if web else ""
         typer.echo(
             f"mailroom dev: {where}SMTP sink on {DEV_HOST}:{dev_sink.port} (server {DEV_SERVER!r}), worker "
             "running; Ctrl-C stops.\n"
