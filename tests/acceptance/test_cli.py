@@ -145,6 +145,9 @@ def test_send_then_log_json_shows_it_queued(cli: Cli) -> None:
     assert [item["id"] for item in filtered["items"]] == [mail_id]
     table = cli.out("log", "--search", "example.org")
     assert mail_id in table and "2 of 2" in table
+    assert [i["id"] for i in cli.json("log", "-q", "tag:welcome -subject:other status:queued")["items"]] == [mail_id]
+    assert cli.json("log", "--query", "-status:queued")["total"] == 0
+    assert "unknown status 'snt'" in cli.err("log", "--query", "status:snt", code=2)
     assert "queued" in cli.out("show", mail_id)
 
 

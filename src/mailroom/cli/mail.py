@@ -11,6 +11,7 @@ from mailroom.cli import output
 from mailroom.cli.context import mailroom
 from mailroom.cli.errors import UsageProblem
 from mailroom.domain.log import LogQuery, SortKey
+from mailroom.domain.log_search import parse_search
 from mailroom.domain.mail import Attachment, Mail, Priority
 from mailroom.domain.outbox import MailStatus
 from mailroom.domain.permissions import SYSTEM
@@ -120,6 +121,8 @@ def log(
     asc: Annotated[bool, typer.Option("--asc", help="Oldest/smallest first (default: newest first).")] = False,
     limit: Annotated[int, typer.Option("--limit", help="At most this many mails.")] = 50,
     offset: Annotated[int, typer.Option("--offset", help="Skip this many mails.")] = 0,
+    query_text: Annotated[str | None, typer.Option("--query", "-q", help="The web log's search syntax, e.g. "
+                                                   "'invoice to:ann@ -status:sent after:2026-01-01'.")] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Search the mail log, newest first."""
@@ -129,6 +132,8 @@ def log(
         queued_before=parse_moment(until, "--until"), sort=sort, descending=not asc, limit=limit,
         offset=offset,
     )
+    if query_text:
+        query = parse_search(query_text, query)
     page = mailroom(ctx).search_mail_log(SYSTEM, query)
     if as_json:
         output.print_json({"total": page.total, "offset": page.offset, "limit": page.limit, "items": page.items})
