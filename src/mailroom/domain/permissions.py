@@ -68,6 +68,11 @@ class Subject:
         if not self.has(permission):
             raise PermissionDenied(permission, self.user_id)
 
+    def require_unless_self(self, user_id: str, permission: str) -> None:
+        """Users act on their own account freely; on anyone else's they need ``permission``."""
+        if self.user_id != user_id:
+            self.require(permission)
+
     @classmethod
     def user(cls, user_id: str, permissions: Iterable[str]) -> Subject:
         return cls(user_id, frozenset(permissions))

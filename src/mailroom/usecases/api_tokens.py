@@ -24,7 +24,7 @@ class ApiTokenUseCases:
 
     def create(self, subject: Subject, user_id: str, name: str) -> tuple[ApiToken, str]:
         """A new token and its secret; the secret is not kept and cannot be shown again."""
-        self._require_self_or_manager(subject, user_id)
+        subject.require_unless_self(user_id, MANAGE_USERS)
         name = name.strip()
         if not name or len(name) > 200 or any(c in name for c in "\r\n"):
             raise InvalidInput("give the token a name of 1 to 200 characters on one line", field="name")
@@ -36,11 +36,11 @@ class ApiTokenUseCases:
         return token, secret
 
     def list(self, subject: Subject, user_id: str) -> list[ApiToken]:
-        self._require_self_or_manager(subject, user_id)
+        subject.require_unless_self(user_id, MANAGE_USERS)
         return self._store.for_user(user_id)
 
     def revoke(self, subject: Subject, user_id: str, token_id: str) -> None:
-        self._require_self_or_manager(subject, user_id)
+        subject.require_unless_self(user_id, MANAGE_USERS)
         if token_id not in {t.id for t in self._store.for_user(user_id) if t.active}:
             raise TokenNotFound(token_id)
         self._store.revoke(token_id, self._clock.now())
@@ -57,8 +57,3 @@ class ApiTokenUseCases:
         if token.last_used_at is None or now - token.last_used_at > TOUCH_INTERVAL:
             self._store.touch(token.id, now)  # at most once a minute: a busy script must not write per call
         return session
-
-    @staticmethod
-    def _require_self_or_manager(subject: Subject, user_id: str) -> None:
-        if subject.user_id != user_id:
-            subject.require(MANAGE_USERS)

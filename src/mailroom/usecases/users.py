@@ -108,7 +108,7 @@ class UserUseCases:
         return self._store.all_users()
 
     def get_user(self, subject: Subject, user_id: str) -> User:
-        self._require_self_or(subject, user_id, READ_USERS)
+        subject.require_unless_self(user_id, READ_USERS)
         return self._store.get(user_id)
 
     def find_user(self, subject: Subject, email: str) -> User | None:
@@ -139,7 +139,7 @@ class UserUseCases:
 
     def update_profile(self, subject: Subject, user_id: str, profile: Profile, *, notify_user: bool = True) -> User:
         """Change a user's profile; a new address must be verified again (mailed when ``notify_user``)."""
-        self._require_self_or(subject, user_id, MANAGE_USERS)
+        subject.require_unless_self(user_id, MANAGE_USERS)
         user = self._store.get(user_id)
         changed_email = profile.email.lower() != user.email.lower()
         updated = replace(user, profile=profile, updated_at=self._clock.now(),
@@ -156,7 +156,7 @@ class UserUseCases:
         return updated
 
     def change_email(self, subject: Subject, user_id: str, new_email: str, *, notify_user: bool = True) -> User:
-        self._require_self_or(subject, user_id, MANAGE_USERS)
+        subject.require_unless_self(user_id, MANAGE_USERS)
         user = self._store.get(user_id)
         return self.update_profile(subject, user_id, replace(user.profile, email=new_email), notify_user=notify_user)
 
@@ -194,6 +194,7 @@ class UserUseCases:
         stored = self._store.password_hash(user_id)
         if stored is None or not self._hasher.verify(stored, current_password):
             raise AuthenticationFailed("the current password is wrong")
+        self._check_password(new_password)
         self._set_password(user, new_password)
 
     # --- the code workflows -----------------------------------------------------------------------
@@ -346,7 +347,7 @@ class UserUseCases:
         return found
 
     def _set_password(self, user: User, new_password: str) -> None:
-        self._check_password(new_password)
+        """Store the new hash and send the notice; the caller has checked the password."""
         self._store.set_password_hash(user.id, self._hasher.hash(new_password), self._clock.now())
         self._send_account_mail(user, "password_changed")
 
@@ -371,10 +372,6 @@ class UserUseCases:
         if unknown:
             raise InvalidInput(f"unknown role(s): {', '.join(unknown)}; known: {', '.join(sorted(known))}",
                                field="roles")
-
-    def _require_self_or(self, subject: Subject, user_id: str, permission: str) -> None:
-        if subject.user_id != user_id:
-            subject.require(permission)
 
     def _dummy(self) -> str:
         if self._dummy_hash is None:
