@@ -10,13 +10,13 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from importlib import resources
 
-from fastapi import FastAPI, Request, Response
+from fastapi import Depends, FastAPI, Request, Response
 from fastapi.staticfiles import StaticFiles
-from starlette.concurrency import run_in_threadpool
 
 from mailroom.app import Mailroom
-from mailroom.web import api, errors, i18n
+from mailroom.web import api, errors
 from mailroom.web.context import WebState
+from mailroom.web.pages import activate_page_language
 from mailroom.web.security import SecurityHeaders, SessionCookies
 from mailroom.web.ui import account, log, mail_test, overview, servers, templates, users
 
@@ -35,12 +35,6 @@ def create_app(room: Mailroom | None = None) -> FastAPI:
     async def session_cookie(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
         session = cookies.load(request)
         request.state.web_session = session
-        preferred = None
-        if session.user_id and "authorization" not in request.headers:
-            # Resolved here, once, so the page's language is known before any endpoint code runs.
-            request.state.session = await run_in_threadpool(room.users.session, session.user_id)
-            preferred = request.state.session.user.profile.preferred_language if request.state.session else None
-        i18n.activate(i18n.choose_language(preferred, request.headers.get("accept-language")))
         response = await call_next(request)
         if session.changed:
             cookies.store(request, response, session)
@@ -51,5 +45,5 @@ def create_app(room: Mailroom | None = None) -> FastAPI:
     app.mount("/static", StaticFiles(directory=str(resources.files("mailroom.web") / "static")), name="static")
     app.include_router(api.router, prefix="/api/v1")
     for module in (account, overview, mail_test, log, templates, servers, users):
-        app.include_router(module.router)
+        app.include_router(module.router, dependencies=[Depends(activate_page_language)])
     return app

@@ -11,6 +11,7 @@ from babel.dates import format_datetime
 from babel.numbers import format_decimal
 from fastapi import Request
 from fastapi.responses import HTMLResponse
+from starlette.concurrency import run_in_threadpool
 
 from mailroom.domain.permissions import Subject
 from mailroom.web import i18n
@@ -33,10 +34,26 @@ def url(request: Request, path: str) -> str:
     return f"{request.scope.get('root_path', '')}{path}"
 
 
+def page_language(request: Request) -> str:
+    """The user's preferred language when the UI has it, else the browser's; worked out once per request."""
+    if not hasattr(request.state, "language"):
+        session = current(request)
+        request.state.language = i18n.choose_language(session.user.profile.preferred_language if session else None,
+                                                      request.headers.get("accept-language"))
+    language: str = request.state.language
+    return language
+
+
+async def activate_page_language(request: Request) -> None:
+    """Dependency of the page routers. Async on purpose: the translations it activates live in a context
+    variable, and only one set in the request's own task reaches the endpoint's thread (strings that
+    endpoints translate before they render)."""
+    i18n.activate(await run_in_threadpool(page_language, request))
+
+
 def render(request: Request, template: str, status_code: int = 200, **context: Any) -> HTMLResponse:
     session = current(request)
-    language = i18n.choose_language(session.user.profile.preferred_language if session else None,
-                                    request.headers.get("accept-language"))
+    language = page_language(request)
     i18n.activate(language)
     subject: Subject | None = session.subject if session else None
     values = {
