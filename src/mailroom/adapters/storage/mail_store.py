@@ -404,20 +404,12 @@ def _conditions(query: LogQuery) -> list[ColumnElement[bool]]:
         conditions.append(mails.c.status.in_(sorted(s.value for s in query.statuses)))
     if query.excluded_statuses:
         conditions.append(mails.c.status.not_in(sorted(s.value for s in query.excluded_statuses)))
-    if query.recipient:
-        conditions.append(mails.c.receiver.like(_like(query.recipient), escape="\\"))
-    if query.sender:
-        conditions.append(_contains(mails.c.sender, query.sender))
-    if query.subject:
-        conditions.append(func.lower(mails.c.subject).like(_like(query.subject), escape="\\"))
-    if query.text:
-        pattern = _like(query.text)
-        conditions.append(or_(func.lower(mails.c.subject).like(pattern, escape="\\"),
-                              mails.c.receiver.like(pattern, escape="\\")))
+    # The single-value filters are search terms too: one piece of SQL per kind of match.
+    named = ((TermField.RECIPIENT, query.recipient), (TermField.SENDER, query.sender),
+             (TermField.SUBJECT, query.subject), (TermField.TEXT, query.text), (TermField.TAG, query.tag))
+    conditions.extend(_term_condition(SearchTerm(field, value)) for field, value in named if value)
     if query.server:
         conditions.append(mails.c.server_name == query.server)
-    if query.tag:
-        conditions.append(_contains(mails.c.tags, "," + query.tag + ","))
     if query.correlation_id:
         conditions.append(mails.c.correlation_id == query.correlation_id)
     if query.queued_after:
