@@ -6,12 +6,12 @@ and a form that comes back with an error asks for it again rather than echoing i
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from dataclasses import dataclass
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
-import anyio.from_thread
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
@@ -228,6 +228,7 @@ def test_server(request: Request, server_id: str) -> HTMLResponse:
     caller = context.subject(request)
     servers = room(request).servers
     server = servers.get(caller, server_id)
-    # Endpoints run in a worker thread; the probe is async, so it runs on the app's event loop.
-    steps = anyio.from_thread.run(servers.test, caller, server.id)
+    # The probe reads the server and its password from the database before it connects: on this worker
+    # thread's own loop (as the API and the CLI run it), neither holds up the app's event loop.
+    steps = asyncio.run(servers.test(caller, server.id))
     return list_page(request, caller, probe=(server, steps))
