@@ -8,7 +8,7 @@ from urllib.parse import quote
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, RedirectResponse, Response
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from mailroom.errors import (
@@ -22,7 +22,7 @@ from mailroom.errors import (
     StorageError,
 )
 from mailroom.web.context import CsrfRejected, LoginRequired
-from mailroom.web.pages import render, url
+from mailroom.web.pages import render, see_other
 
 # First match wins: subclasses before their bases.
 STATUS: tuple[tuple[type[MailroomError], int], ...] = (
@@ -70,7 +70,7 @@ def install(app: FastAPI) -> None:
         if isinstance(exc, LoginRequired):
             inside = request.url.path.removeprefix(request.scope.get("root_path", ""))  # url() adds it back
             target = inside + (f"?{request.url.query}" if request.url.query else "")
-            return RedirectResponse(url(request, f"/login?next={quote(target, safe='/')}"), status_code=303)
+            return see_other(request, f"/login?next={quote(target, safe='/')}")
         return render(request, "error.html", status_code=status, status=status, message=str(exc))
 
     @app.exception_handler(RequestValidationError)

@@ -10,7 +10,7 @@ import jinja2
 from babel.dates import format_datetime
 from babel.numbers import format_decimal
 from fastapi import Request
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, RedirectResponse
 from starlette.concurrency import run_in_threadpool
 
 from mailroom.domain.permissions import Subject
@@ -32,6 +32,11 @@ _environment.install_gettext_callables(i18n.gettext, i18n.ngettext, newstyle=Tru
 def url(request: Request, path: str) -> str:
     """A path inside the app, also when it is mounted under a prefix."""
     return f"{request.scope.get('root_path', '')}{path}"
+
+
+def see_other(request: Request, path: str) -> RedirectResponse:
+    """After a form post: on to ``path`` inside the app (303, so the browser follows with GET)."""
+    return RedirectResponse(url(request, path), status_code=303)
 
 
 def page_language(request: Request) -> str:

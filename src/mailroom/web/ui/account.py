@@ -9,13 +9,13 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Form, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, Response
 
 from mailroom.domain.users import Profile
 from mailroom.errors import AccountLocked, AuthenticationFailed, InvalidInput, RegistrationClosed
 from mailroom.web.context import csrf_form, current, login, room, web_session
 from mailroom.web.i18n import gettext as _
-from mailroom.web.pages import render, url
+from mailroom.web.pages import render, see_other
 
 router = APIRouter(include_in_schema=False)
 
@@ -56,7 +56,7 @@ def login_page(request: Request, *, next_path: str = "/", email: str = "", error
 @router.get("/login", response_class=HTMLResponse)
 def show_login(request: Request, next: str = "/", done: str = "") -> Response:
     if current(request) is not None:
-        return RedirectResponse(url(request, safe_next(next)), status_code=303)
+        return see_other(request, safe_next(next))
     notices = {"reset": _("Your password was changed. Log in with the new one."),
                "confirmed": _("Your e-mail address is confirmed. You can log in now."),
                "logout": _("You are logged out.")}
@@ -77,13 +77,13 @@ def do_login(request: Request, email: Text, password: Text, next: Annotated[str,
             _("Confirm your e-mail address first: follow the link in the mail we sent you.")
         return login_page(request, next_path=next, email=email, error=message, status_code=401)
     web_session(request).log_in(session.user.id)
-    return RedirectResponse(url(request, safe_next(next)), status_code=303)
+    return see_other(request, safe_next(next))
 
 
 @router.post("/logout", dependencies=[Depends(csrf_form)])
 def do_logout(request: Request) -> Response:
     web_session(request).log_out()
-    return RedirectResponse(url(request, "/login?done=logout"), status_code=303)
+    return see_other(request, "/login?done=logout")
 
 
 def register_page(request: Request, *, error: str | None = None, values: dict[str, str] | None = None,
@@ -136,7 +136,7 @@ def do_confirm(request: Request, code: Text) -> Response:
     except InvalidInput as exc:
         return form_page(request, _("Confirm your e-mail address"), error=str(exc), status_code=422,
                          links=[{"href": "/login", "label": _("Log in")}])
-    return RedirectResponse(url(request, "/login?done=confirmed"), status_code=303)
+    return see_other(request, "/login?done=confirmed")
 
 
 @router.get("/forgot-password", response_class=HTMLResponse)
@@ -180,7 +180,7 @@ def do_reset(request: Request, code: Text, password: Text) -> Response:
     except InvalidInput as exc:
         return reset_page(request, code, error=str(exc), status_code=422)
     web_session(request).log_out()
-    return RedirectResponse(url(request, "/login?done=reset"), status_code=303)
+    return see_other(request, "/login?done=reset")
 
 
 @router.get("/account", response_class=HTMLResponse)
@@ -208,7 +208,7 @@ def create_token(request: Request, name: Text) -> HTMLResponse:
 def revoke_token(request: Request, token_id: str) -> Response:
     session = login(request)
     room(request).api_tokens.revoke(session.subject, session.user.id, token_id)
-    return RedirectResponse(url(request, "/account"), status_code=303)
+    return see_other(request, "/account")
 
 
 @router.post("/account/password", response_class=HTMLResponse, dependencies=[Depends(csrf_form)])
@@ -220,4 +220,4 @@ def change_password(request: Request, current_password: Text, new_password: Text
     except (InvalidInput, AuthenticationFailed) as exc:
         return render(request, "account.html", status_code=422, error=str(exc), new_token=None, tokens=tokens,
                       notice=None)
-    return RedirectResponse(url(request, "/account?done=password"), status_code=303)
+    return see_other(request, "/account?done=password")

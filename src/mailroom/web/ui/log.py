@@ -32,7 +32,7 @@ from mailroom.errors import InvalidInput, InvalidTransition, MailNotFound, NotFo
 from mailroom.web.context import csrf_form, require, room
 from mailroom.web.i18n import gettext as _
 from mailroom.web.i18n import ngettext
-from mailroom.web.pages import render, url
+from mailroom.web.pages import render, see_other, url
 from mailroom.web.security import MAIL_BODY_CSP
 
 router = APIRouter(include_in_schema=False)
@@ -247,7 +247,7 @@ def back_to(request: Request, back: str, **outcome: str | int) -> RedirectRespon
     path = parts.path if inside_log and not parts.scheme and not parts.netloc and "\\" not in parts.path else "/log"
     query = [(k, v) for k, v in parse_qsl(parts.query) if k not in ("done", "n", "skipped")]
     query += [(k, str(v)) for k, v in outcome.items()]
-    return RedirectResponse(url(request, path) + (f"?{urlencode(query)}" if query else ""), status_code=303)
+    return see_other(request, path + (f"?{urlencode(query)}" if query else ""))
 
 
 @router.post("/log/actions", dependencies=[Depends(csrf_form)])

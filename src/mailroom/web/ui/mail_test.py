@@ -25,7 +25,7 @@ from mailroom.domain.templates import RenderedTemplate, Template, TemplateKind
 from mailroom.errors import InvalidInput, MailNotFound, NotFound
 from mailroom.web.context import csrf_form, login, require, room
 from mailroom.web.i18n import gettext as _
-from mailroom.web.pages import url
+from mailroom.web.pages import see_other, url
 from mailroom.web.security import MAIL_BODY_CSP
 from mailroom.web.ui.log import mail_page
 
@@ -139,7 +139,7 @@ def show_test(request: Request, subject: Annotated[Subject, Depends(require(SEND
 
 def after_sending(request: Request, mail_id: str) -> RedirectResponse:
     # Post/redirect/get: reloading the page must not send the mail again.
-    return RedirectResponse(url(request, f"/test?{urlencode({'sent': mail_id})}"), status_code=303)
+    return see_other(request, f"/test?{urlencode({'sent': mail_id})}")
 
 
 @router.post("/test/send", response_class=HTMLResponse, dependencies=[Depends(csrf_form)])

@@ -22,7 +22,7 @@ from mailroom.ports import ProbeStep
 from mailroom.web import context
 from mailroom.web.context import csrf_form, room
 from mailroom.web.i18n import gettext as _
-from mailroom.web.pages import render, url
+from mailroom.web.pages import render, see_other
 
 router = APIRouter(include_in_schema=False)
 
@@ -146,7 +146,7 @@ def list_servers(request: Request, done: str = "", name: str = "") -> HTMLRespon
 
 
 def done(request: Request, what: str, name: str) -> RedirectResponse:
-    return RedirectResponse(url(request, f"/smtp?{urlencode({'done': what, 'name': name})}"), status_code=303)
+    return see_other(request, f"/smtp?{urlencode({'done': what, 'name': name})}")
 
 
 @router.get("/smtp/new", response_class=HTMLResponse)

@@ -15,7 +15,7 @@ from html import escape
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Form, Request
-from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from mailroom.domain.permissions import EDIT_TEMPLATES, READ_USERS, Subject
 from mailroom.domain.templates import RenderedTemplate, Template, TemplateKind, TemplateVersion, normalise_locale
@@ -23,7 +23,7 @@ from mailroom.errors import InvalidInput, TemplateSyntaxError
 from mailroom.web import context
 from mailroom.web.context import csrf_form, room
 from mailroom.web.i18n import gettext as _
-from mailroom.web.pages import render, url
+from mailroom.web.pages import render, see_other
 from mailroom.web.security import MAIL_BODY_CSP
 
 router = APIRouter(include_in_schema=False)
@@ -248,8 +248,7 @@ def save_template(request: Request, set_id: str, name: str, locale: str, draft: 
         templates.save_template(caller, edited(current, draft, saving=True))
     except InvalidInput as exc:
         return editor_page(request, caller, current, draft, status_code=422, error=describe(exc))
-    return RedirectResponse(url(request, f"{template_path(set_id, name, current.locale)}?done=saved"),
-                            status_code=303)
+    return see_other(request, f"{template_path(set_id, name, current.locale)}?done=saved")
 
 
 def mail_body_document(body: str, status_code: int = 200) -> HTMLResponse:
@@ -314,15 +313,13 @@ def preview_draft_parts(request: Request, set_id: str, name: str, locale: str, d
              dependencies=[Depends(csrf_form)])
 def restore_version(request: Request, set_id: str, name: str, locale: str, version: int) -> Response:
     restored = room(request).templates.restore_version(context.subject(request), set_id, name, locale, version)
-    return RedirectResponse(url(request, f"{template_path(set_id, name, restored.locale)}?done=restored"),
-                            status_code=303)
+    return see_other(request, f"{template_path(set_id, name, restored.locale)}?done=restored")
 
 
 @router.post("/templates/{set_id}/{name}/{locale}/restore-default", dependencies=[Depends(csrf_form)])
 def restore_default(request: Request, set_id: str, name: str, locale: str) -> Response:
     restored = room(request).templates.restore_default(context.subject(request), set_id, name, locale)
-    return RedirectResponse(url(request, f"{template_path(set_id, name, restored.locale)}?done=default"),
-                            status_code=303)
+    return see_other(request, f"{template_path(set_id, name, restored.locale)}?done=default")
 
 
 @router.post("/templates/{set_id}/{name}/{locale}/copy", response_class=HTMLResponse,
@@ -341,4 +338,4 @@ def copy_to_locale(request: Request, set_id: str, name: str, locale: str, new_lo
         templates.save_template(caller, replace(source, locale=target, version=0, updated_at=None, updated_by=None))
     except InvalidInput as exc:
         return editor_page(request, caller, source, Draft.of(source), status_code=422, error=describe(exc))
-    return RedirectResponse(url(request, f"{template_path(set_id, name, target)}?done=created"), status_code=303)
+    return see_other(request, f"{template_path(set_id, name, target)}?done=created")

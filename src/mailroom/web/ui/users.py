@@ -17,7 +17,7 @@ from mailroom.web import context
 from mailroom.web.context import csrf_form, room
 from mailroom.web.i18n import LANGUAGES
 from mailroom.web.i18n import gettext as _
-from mailroom.web.pages import render, url
+from mailroom.web.pages import render, see_other
 
 router = APIRouter(include_in_schema=False)
 
@@ -77,7 +77,7 @@ DONE_NOTICES = {"created": "{email} was created.",
 
 
 def done(request: Request, path: str, what: str, email: str) -> RedirectResponse:
-    return RedirectResponse(url(request, f"{path}?{urlencode({'done': what, 'email': email})}"), status_code=303)
+    return see_other(request, f"{path}?{urlencode({'done': what, 'email': email})}")
 
 
 def notice_for(done: str, email: str) -> str | None:
