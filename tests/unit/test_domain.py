@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -22,7 +23,7 @@ from mailroom import (
     Subject,
 )
 from mailroom.domain.delivery import judge
-from mailroom.domain.outbox import MailStatus
+from mailroom.domain.outbox import MailStatus, time_ordered_id
 from mailroom.domain.permissions import PERMISSIONS, SEND_MAIL
 from mailroom.domain.retry import RetryPolicy
 from mailroom.domain.servers import SmtpServer, servers_to_try
@@ -150,3 +151,12 @@ def test_subject_permissions() -> None:
 @given(st.text(alphabet=st.characters(blacklist_characters="\r\n", blacklist_categories=("Cs",)), max_size=80))
 def test_any_subject_without_line_breaks_is_accepted(subject: str) -> None:
     assert Mail(to="a@example.org", subject=subject, text="t").subject == subject
+
+
+def test_mail_ids_are_uuid7_and_grow_with_time() -> None:
+    earlier = datetime(2026, 1, 1, tzinfo=UTC)
+    ids = [time_ordered_id(earlier + timedelta(milliseconds=ms)) for ms in range(0, 50, 5)]
+    assert ids == sorted(ids) and len(set(ids)) == len(ids)
+    parsed = uuid.UUID(ids[0])
+    assert parsed.version == 7 and parsed.variant == uuid.RFC_4122
+    assert int(ids[0][:12], 16) == int(earlier.timestamp() * 1000)

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Sequence
 
 from mailroom.domain.mail import Mail
-from mailroom.domain.outbox import RecipientKind, RecipientResult
+from mailroom.domain.outbox import RecipientKind, RecipientResult, time_ordered_id
 from mailroom.domain.permissions import SEND_MAIL, Subject
 from mailroom.domain.staging import StagingPolicy
 from mailroom.errors import AttachmentTooLarge, InvalidInput
@@ -61,5 +60,5 @@ class SendMail:
             RecipientResult(email=a.email, name=a.name, kind=kinds.get(a.email, RecipientKind.TO))
             for a in envelope
         )
-        return NewOutgoing(id=uuid.uuid4().hex, mail=mail, message=message, message_id=message_id,
-                           queued_at=now, recipients=recipients, original_recipients=original)
+        return NewOutgoing(id=time_ordered_id(now), mail=mail, message=message, message_id=message_id, queued_at=now,
+                           recipients=recipients, original_recipients=original)

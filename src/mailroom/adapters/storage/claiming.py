@@ -7,6 +7,9 @@ double-claiming) the same ones. SQLite has one writer at a time (``BEGIN IMMEDIA
 statements are safe there without row locks.
 
 A mail in ``sending`` whose lease (``next_attempt_at``) has passed is claimable again: its worker died.
+
+The statements are built once, with bound parameters: a claim runs several times a second under load,
+and building and hashing a statement costs more than running it.
 """
 
 from __future__ import annotations
@@ -14,42 +17,55 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Row, select, update
+from sqlalchemy import Connection, Row, Select, bindparam, select, update
 
 from mailroom.adapters.storage.tables import CLAIMABLE, mails
 from mailroom.domain.mail import Priority
 from mailroom.domain.outbox import MailStatus
 
+_RANKS = sorted({p.rank for p in Priority}, reverse=True)
+
+
+def _due(rank: int) -> Select[str]:
+    """One range of the partial claim index (priority, next_attempt_at)."""
+    return (
+        select(mails.c.id)
+        .where(CLAIMABLE)  # the index's own predicate, as text, so the planner may use the partial index
+        .where(mails.c.priority == rank, mails.c.next_attempt_at <= bindparam("now"))
+        .order_by(mails.c.next_attempt_at)
+        .limit(bindparam("limit"))
+    )
+
+
+DUE_MAILS = {rank: _due(rank) for rank in _RANKS}
+_DUE_SKIP_LOCKED = {rank: statement.with_for_update(skip_locked=True) for rank, statement in DUE_MAILS.items()}
+
+_LEASE = (
+    update(mails)
+    .where(mails.c.id.in_(bindparam("ids", expanding=True)))
+    .values(status=MailStatus.SENDING.value, claim_token=bindparam("token"), attempts=mails.c.attempts + 1,
+            next_attempt_at=bindparam("lease_until", type_=mails.c.next_attempt_at.type),
+            updated_at=bindparam("now", type_=mails.c.updated_at.type))
+    .returning(mails.c.id, mails.c.attempts, mails.c.envelope_sender, mails.c.smtp_hint,
+               mails.c.expires_at, mails.c.has_from, mails.c.priority, mails.c.queued_at)
+)
+
 
 def claim_due(conn: Connection, *, token: str, limit: int, now: datetime, lease_seconds: float) -> list[Row[Any]]:
     """The claimed rows, highest priority and oldest first (RETURNING itself has no order).
 
-    One small query per priority, each a range of the partial claim index (priority, next_attempt_at):
-    the cost follows the batch, not the queue. (A single ``ORDER BY priority DESC, next_attempt_at``
-    cannot be read from that index and would sort every claimable row on every claim.)
+    One small query per priority, each a range of the partial claim index: the cost follows the batch,
+    not the queue. (A single ``ORDER BY priority DESC, next_attempt_at`` cannot be read from that index
+    and would sort every claimable row on every claim.)
     """
+    due = _DUE_SKIP_LOCKED if conn.dialect.name == "postgresql" else DUE_MAILS
     ids: list[str] = []
-    for rank in sorted({p.rank for p in Priority}, reverse=True):
+    for rank in _RANKS:
         if len(ids) >= limit:
             break
-        due = (
-            select(mails.c.id)
-            .where(CLAIMABLE)  # the index's own predicate, as text, so the planner may use the partial index
-            .where(mails.c.priority == rank, mails.c.next_attempt_at <= now)
-            .order_by(mails.c.next_attempt_at)
-            .limit(limit - len(ids))
-        )
-        if conn.dialect.name == "postgresql":
-            due = due.with_for_update(skip_locked=True)
-        ids += conn.execute(due).scalars().all()
+        ids += conn.execute(due[rank], {"now": now, "limit": limit - len(ids)}).scalars().all()
     if not ids:
         return []
-    claim = (
-        update(mails)
-        .where(mails.c.id.in_(ids))
-        .values(status=MailStatus.SENDING.value, claim_token=token, attempts=mails.c.attempts + 1,
-                next_attempt_at=now + timedelta(seconds=lease_seconds), updated_at=now)
-        .returning(mails.c.id, mails.c.attempts, mails.c.envelope_sender, mails.c.smtp_hint,
-                   mails.c.expires_at, mails.c.has_from, mails.c.priority, mails.c.queued_at)
-    )
-    return sorted(conn.execute(claim), key=lambda row: (-row.priority, row.queued_at))
+    rows = conn.execute(_LEASE, {"ids": ids, "token": token, "now": now,
+                                 "lease_until": now + timedelta(seconds=lease_seconds)})
+    return sorted(rows, key=lambda row: (-row.priority, row.queued_at))

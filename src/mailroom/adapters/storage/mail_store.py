@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
+    BindParameter,
     ColumnElement,
     Connection,
     Row,
@@ -28,7 +29,14 @@ from sqlalchemy import (
 
 from mailroom.adapters.storage.claiming import claim_due
 from mailroom.adapters.storage.database import Database
-from mailroom.adapters.storage.tables import UtcDateTime, mail_attempts, mail_contents, mail_recipients, mails
+from mailroom.adapters.storage.tables import (
+    HAS_CONTENT,
+    UtcDateTime,
+    mail_attempts,
+    mail_contents,
+    mail_recipients,
+    mails,
+)
 from mailroom.domain.log import HourlyCount, LogPage, LogQuery, SearchTerm, SortKey, TermField
 from mailroom.domain.outbox import (
     CANCELLABLE_STATUSES,
@@ -54,6 +62,38 @@ _SORT_COLUMNS = {
     SortKey.ATTEMPTS: mails.c.attempts,
 }
 _CLAIMABLE = [s.value for s in CLAIMABLE_STATUSES]
+
+
+# The worker's statements, built once: they run for every batch, and building and hashing a statement
+# costs more than SQLite takes to run it.
+_IDS: BindParameter[list[str]] = bindparam("ids", expanding=True)
+_CONTENTS = (select(mail_contents.c.mail_id, mail_contents.c.message, mail_contents.c.envelope)
+             .where(mail_contents.c.mail_id.in_(_IDS)))
+_INSERT_ATTEMPT = insert(mail_attempts)
+# Finished mails that still have content, oldest first: a range of the partial index of that name.
+CONTENT_TO_PURGE = (
+    select(mails.c.id).where(HAS_CONTENT, mails.c.finished_at < bindparam("finished_before"))
+    .order_by(mails.c.finished_at).limit(bindparam("limit"))
+)
+# The claim token fences the write: a worker whose lease ran out (and whose mail another worker took
+# over) must not overwrite the newer state.
+_RECORD_OUTCOME = (
+    update(mails)
+    .where(mails.c.id == bindparam("b_id"), mails.c.claim_token == bindparam("b_token"))
+    .values(status=bindparam("status"), next_attempt_at=bindparam("next_attempt_at"),
+            last_error=bindparam("last_error"), server_name=bindparam("server_name"),
+            updated_at=bindparam("updated_at"), sent_at=bindparam("sent_at"),
+            finished_at=bindparam("finished_at"), claim_token=None)
+)
+_RECORD_ANSWER_TO_ALL = (
+    update(mail_recipients).where(mail_recipients.c.mail_id.in_(_IDS))
+    .values(status=bindparam("status"), code=bindparam("code"), reply=bindparam("reply"))
+)
+_RECORD_ANSWER_TO_ONE = (
+    update(mail_recipients)
+    .where(mail_recipients.c.mail_id == bindparam("b_mail_id"), mail_recipients.c.email == bindparam("b_email"))
+    .values(status=bindparam("status"), code=bindparam("code"), reply=bindparam("reply"))
+)
 
 
 class SqlMailStore:
@@ -101,7 +141,8 @@ class SqlMailStore:
                 "mail_id": new.id, "position": position, "kind": r.kind.value, "email": r.email,
                 "name": r.name, "status": r.status.value, "code": r.code, "reply": r.reply,
             } for position, r in enumerate(new.recipients))
-            content_rows.append({"mail_id": new.id, "message": new.message, "finished_at": None})
+            content_rows.append({"mail_id": new.id, "message": new.message,
+                                 "envelope": "\n".join(r.email for r in new.recipients)})
         with self._db.write() as conn:
             conn.execute(insert(mails), mail_rows)
             conn.execute(insert(mail_recipients), recipient_rows)
@@ -113,53 +154,34 @@ class SqlMailStore:
             rows = claim_due(conn, token=token, limit=limit, now=now, lease_seconds=lease_seconds)
             if not rows:
                 return []
-            ids = [row.id for row in rows]
-            recipients: dict[str, list[str]] = defaultdict(list)
-            for mail_id, email in conn.execute(
-                select(mail_recipients.c.mail_id, mail_recipients.c.email)
-                .where(mail_recipients.c.mail_id.in_(ids))
-                .order_by(mail_recipients.c.mail_id, mail_recipients.c.position)
-            ):
-                recipients[mail_id].append(email)
-            messages: dict[str, bytes] = dict(conn.execute(
-                select(mail_contents.c.mail_id, mail_contents.c.message).where(mail_contents.c.mail_id.in_(ids))
-            ).all())
-        return [
-            ClaimedMail(id=row.id, claim_token=token, message=messages.get(row.id),
-                        envelope_sender=row.envelope_sender, recipients=tuple(recipients[row.id]),
-                        smtp_hint=row.smtp_hint, attempts=row.attempts, expires_at=row.expires_at,
-                        has_from_header=row.has_from)
-            for row in rows
-        ]
+            contents = {mail_id: (message, envelope) for mail_id, message, envelope
+                        in conn.execute(_CONTENTS, {"ids": [row.id for row in rows]})}
+        claims = []
+        for row in rows:
+            message, envelope = contents.get(row.id, (None, ""))  # no content: retention dropped it
+            claims.append(ClaimedMail(
+                id=row.id, claim_token=token, message=message, envelope_sender=row.envelope_sender,
+                recipients=tuple(envelope.split("\n")) if envelope else (), smtp_hint=row.smtp_hint,
+                attempts=row.attempts, expires_at=row.expires_at, has_from_header=row.has_from))
+        return claims
 
     def record(self, results: Sequence[DeliveryResult]) -> None:
         if not results:
             return
         with self._db.write() as conn:
-            conn.execute(insert(mail_attempts), [{
+            conn.execute(_INSERT_ATTEMPT, [{
                 "mail_id": r.mail_id, "number": r.attempt.number, "started_at": r.attempt.started_at,
                 "duration_ms": r.attempt.duration_ms, "server_name": r.attempt.server_name,
                 "outcome": r.attempt.outcome.value, "code": r.attempt.code, "reply": r.attempt.reply,
             } for r in results])
             finished_at = {r.mail_id: r.attempt.started_at for r in results if r.status.is_final}
-            status_rows = [{
+            conn.execute(_RECORD_OUTCOME, [{
                 "b_id": r.mail_id, "b_token": r.claim_token, "status": r.status.value,
                 "next_attempt_at": r.next_attempt_at, "last_error": r.error,
                 "server_name": r.attempt.server_name, "updated_at": r.attempt.started_at,
                 "sent_at": r.attempt.started_at if r.status is MailStatus.SENT else None,
                 "finished_at": finished_at.get(r.mail_id),
-            } for r in results]
-            # The claim token fences the write: a worker whose lease ran out (and whose mail another
-            # worker took over) must not overwrite the newer state.
-            conn.execute(
-                update(mails)
-                .where(mails.c.id == bindparam("b_id"), mails.c.claim_token == bindparam("b_token"))
-                .values(status=bindparam("status"), next_attempt_at=bindparam("next_attempt_at"),
-                        last_error=bindparam("last_error"), server_name=bindparam("server_name"),
-                        updated_at=bindparam("updated_at"), sent_at=bindparam("sent_at"),
-                        finished_at=bindparam("finished_at"), claim_token=None),
-                status_rows,
-            )
+            } for r in results])
             # Most mails end with every recipient given the same answer (all accepted with one 250): one
             # UPDATE per distinct answer covers them, instead of a row-by-row executemany.
             uniform: dict[tuple[str, int | None, str | None], list[str]] = defaultdict(list)
@@ -172,20 +194,9 @@ class SqlMailStore:
                     mixed += [{"b_mail_id": r.mail_id, "b_email": email, "status": status, "code": code,
                                "reply": reply} for email, (status, code, reply) in r.recipients.items()]
             for (status, code, reply), mail_ids in uniform.items():
-                conn.execute(update(mail_recipients).where(mail_recipients.c.mail_id.in_(mail_ids))
-                             .values(status=status, code=code, reply=reply))
+                conn.execute(_RECORD_ANSWER_TO_ALL, {"ids": mail_ids, "status": status, "code": code, "reply": reply})
             if mixed:
-                conn.execute(
-                    update(mail_recipients)
-                    .where(mail_recipients.c.mail_id == bindparam("b_mail_id"),
-                           mail_recipients.c.email == bindparam("b_email"))
-                    .values(status=bindparam("status"), code=bindparam("code"), reply=bindparam("reply")),
-                    mixed,
-                )
-            if finished_at:
-                # Content retention counts in days: the batch's last finish time is exact enough for all.
-                conn.execute(update(mail_contents).where(mail_contents.c.mail_id.in_(list(finished_at)))
-                             .values(finished_at=max(finished_at.values())))
+                conn.execute(_RECORD_ANSWER_TO_ONE, mixed)
 
     def release(self, claims: Sequence[ClaimedMail], *, retry_at: datetime, error: str | None = None) -> None:
         if not claims:
@@ -216,13 +227,12 @@ class SqlMailStore:
             status = self._status(conn, mail_id)
             if status not in RETRYABLE_STATUSES:
                 raise InvalidTransition(mail_id, status, "retry", "failed or cancelled")
-            if conn.execute(select(mail_contents.c.mail_id).where(mail_contents.c.mail_id == mail_id)).first() is None:
+            if not conn.execute(select(mails.c.has_content).where(mails.c.id == mail_id)).scalar():
                 raise InvalidTransition(mail_id, f"{status} and its content was dropped by retention",
                                         "retry", "failed mails that still have their content")
             conn.execute(update(mails).where(mails.c.id == mail_id).values(
                 status=MailStatus.QUEUED.value, attempts=0, next_attempt_at=now, finished_at=None,
                 last_error=None, updated_at=now, claim_token=None))
-            conn.execute(update(mail_contents).where(mail_contents.c.mail_id == mail_id).values(finished_at=None))
             conn.execute(update(mail_recipients).where(mail_recipients.c.mail_id == mail_id).values(
                 status=RecipientStatus.PENDING.value, code=None, reply=None))
             return self._load(conn, mail_id)
@@ -235,7 +245,6 @@ class SqlMailStore:
             conn.execute(update(mails).where(mails.c.id == mail_id).values(
                 status=MailStatus.CANCELLED.value, next_attempt_at=None, finished_at=now, updated_at=now,
                 last_error="cancelled"))
-            conn.execute(update(mail_contents).where(mail_contents.c.mail_id == mail_id).values(finished_at=now))
             return self._load(conn, mail_id)
 
     # --- MailLog -------------------------------------------------------------------------------
@@ -319,12 +328,11 @@ class SqlMailStore:
 
     def purge_contents(self, *, finished_before: datetime, batch_size: int) -> int:
         with self._db.write() as conn:
-            ids = list(conn.execute(
-                select(mail_contents.c.mail_id).where(mail_contents.c.finished_at < finished_before)
-                .order_by(mail_contents.c.finished_at).limit(batch_size)
-            ).scalars())
+            ids = list(conn.execute(CONTENT_TO_PURGE, {"finished_before": finished_before, "limit": batch_size})
+                       .scalars())
             if ids:
                 conn.execute(delete(mail_contents).where(mail_contents.c.mail_id.in_(ids)))
+                conn.execute(update(mails).where(mails.c.id.in_(ids)).values(has_content=False))
             return len(ids)
 
     # --- helpers -------------------------------------------------------------------------------
@@ -349,10 +357,7 @@ class SqlMailStore:
                 for a in conn.execute(select(mail_attempts).where(mail_attempts.c.mail_id == mail_id)
                                       .order_by(mail_attempts.c.id))
             )
-        has_content = conn.execute(
-            select(mail_contents.c.mail_id).where(mail_contents.c.mail_id == mail_id)).first() is not None
-        return _to_outgoing(row, self._recipients(conn, [mail_id]).get(mail_id, ()), attempts,
-                            has_content=has_content)
+        return _to_outgoing(row, self._recipients(conn, [mail_id]).get(mail_id, ()), attempts)
 
     @staticmethod
     def _recipients(conn: Connection, ids: list[str]) -> dict[str, tuple[RecipientResult, ...]]:
@@ -420,8 +425,8 @@ def _conditions(query: LogQuery) -> list[ColumnElement[bool]]:
     return conditions or [and_(True)]
 
 
-def _to_outgoing(row: Row[Any], recipients: tuple[RecipientResult, ...], attempts: tuple[DeliveryAttempt, ...],
-                 *, has_content: bool = True) -> OutgoingMail:
+def _to_outgoing(row: Row[Any], recipients: tuple[RecipientResult, ...],
+                 attempts: tuple[DeliveryAttempt, ...]) -> OutgoingMail:
     priority = {3: "high", 2: "normal", 1: "low"}.get(row.priority, "normal")
     return OutgoingMail(
         id=row.id, status=MailStatus(row.status), subject=row.subject, sender=row.sender,
@@ -432,5 +437,5 @@ def _to_outgoing(row: Row[Any], recipients: tuple[RecipientResult, ...], attempt
         smtp_hint=row.smtp_hint, tags=tuple(t for t in (row.tags or "").split(",") if t),
         correlation_id=row.correlation_id, template=row.template, locale=row.locale,
         original_recipients=tuple(json.loads(row.original_recipients)) if row.original_recipients else (),
-        size_bytes=row.size_bytes, has_content=has_content, attempt_log=attempts,
+        size_bytes=row.size_bytes, has_content=row.has_content, attempt_log=attempts,
     )

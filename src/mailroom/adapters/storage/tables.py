@@ -59,6 +59,8 @@ class UtcDateTime(TypeDecorator[datetime]):
 
 
 CLAIMABLE = text("status IN ({})".format(", ".join(f"'{s.value}'" for s in CLAIMABLE_STATUSES)))
+# Predicate of the content retention index; as text for the same reason as CLAIMABLE.
+HAS_CONTENT = text("has_content = true")
 
 mails = Table(
     "mailroom_mails", metadata,
@@ -90,8 +92,11 @@ mails = Table(
     Column("size_bytes", Integer, nullable=False),
     Column("has_from", Boolean, nullable=False),
     Column("original_recipients", Text),  # JSON list, set when staging changed the envelope
+    Column("has_content", Boolean, nullable=False, default=True),  # false once retention dropped the content
     Index("ix_mailroom_mails_claim", "priority", "next_attempt_at",
           sqlite_where=CLAIMABLE, postgresql_where=CLAIMABLE),
+    # Content retention walks only finished mails that still have content, oldest first.
+    Index("ix_mailroom_mails_content_finished", "finished_at", sqlite_where=HAS_CONTENT, postgresql_where=HAS_CONTENT),
     Index(None, "status", "finished_at"),
     Index(None, "status", "queued_at"),
     Index(None, "queued_at"),
@@ -130,9 +135,9 @@ mail_contents = Table(
     "mailroom_mail_contents", metadata,
     Column("mail_id", String(32), ForeignKey("mailroom_mails.id", ondelete="CASCADE"), primary_key=True),
     Column("message", LargeBinary, nullable=False),
-    # Copied from the mail when it is finished, so content retention walks only rows it will drop.
-    Column("finished_at", UtcDateTime),
-    Index(None, "finished_at"),
+    # The envelope recipients, one per line, beside the message: a claim reads what it delivers from one
+    # table. The row is written once and never updated, so delivering a mail rewrites no message bytes.
+    Column("envelope", Text, nullable=False),
 )
 
 smtp_servers = Table(
