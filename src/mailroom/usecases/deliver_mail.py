@@ -6,9 +6,10 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 from datetime import datetime
+from types import TracebackType
 
 from mailroom.domain.delivery import judge
 from mailroom.domain.outbox import DeliveryAttempt, MailStatus, RecipientStatus
@@ -31,14 +32,21 @@ CONNECT_FAILURE_PAUSE_SECONDS = 30.0
 AUTH_FAILURE_PAUSE_SECONDS = 300.0
 
 
+class _Lane:
+    """One server's sessions: at most ``size`` in use at once, the idle ones kept open."""
+
+    def __init__(self, size: int) -> None:
+        self.limit = asyncio.Semaphore(size)
+        self.idle: list[tuple[SmtpSession, contextlib.AsyncExitStack]] = []
+
+
 class SessionPool:
     """Open SMTP sessions per server, at most ``size`` at once each, kept open between mails."""
 
     def __init__(self, transport: Transport, *, size: int) -> None:
         self._transport = transport
         self._size = size
-        self._limits: dict[str, asyncio.Semaphore] = {}
-        self._idle: dict[str, list[tuple[SmtpSession, contextlib.AsyncExitStack]]] = {}
+        self._lanes: dict[str, _Lane] = {}
         self._paused_until: dict[str, tuple[float, DeliveryError]] = {}
 
     def paused(self, server: SmtpServer) -> DeliveryError | None:
@@ -53,39 +61,56 @@ class SessionPool:
         self._paused_until[server.id] = (time.monotonic() + seconds, error)
         log.warning("SMTP server %s paused for %.0f s: %s", server.name, seconds, error)
 
-    @asynccontextmanager
-    async def session(self, server: SmtpServer, password: str | None) -> AsyncIterator[SmtpSession]:
-        limit = self._limits.setdefault(server.id, asyncio.Semaphore(self._size))
-        async with limit:
-            idle = self._idle.setdefault(server.id, [])
-            if idle:
-                session, stack = idle.pop()
+    def session(self, server: SmtpServer, password: str | None) -> _Checkout:
+        """``async with pool.session(server, password) as session``: an idle session or a new one."""
+        lane = self._lanes.get(server.id)
+        if lane is None:
+            lane = self._lanes[server.id] = _Lane(self._size)
+        return _Checkout(lane, lambda: self._transport.session(server, password))
+
+    async def close(self) -> None:
+        lanes, self._lanes = self._lanes, {}
+        for lane in lanes.values():
+            for _, stack in lane.idle:
+                await _close_quietly(stack)
+
+
+class _Checkout:
+    """One use of a pooled session (a class, not a generator-based context manager: it runs per mail)."""
+
+    def __init__(self, lane: _Lane, connect: Callable[[], AbstractAsyncContextManager[SmtpSession]]) -> None:
+        self._lane = lane
+        self._connect = connect
+        self._entry: tuple[SmtpSession, contextlib.AsyncExitStack] | None = None
+
+    async def __aenter__(self) -> SmtpSession:
+        await self._lane.limit.acquire()
+        try:
+            if self._lane.idle:
+                self._entry = self._lane.idle.pop()
             else:
                 stack = contextlib.AsyncExitStack()
                 try:
-                    session = await stack.enter_async_context(self._transport.session(server, password))
+                    self._entry = (await stack.enter_async_context(self._connect()), stack)
                 except BaseException:
                     await stack.aclose()
                     raise
-            healthy = False
-            try:
-                yield session
-                healthy = True
-            except DeliveryError as exc:
-                # The transport reconnects a dropped session itself; only a refused login is fatal.
-                healthy = not isinstance(exc, SmtpAuthError)
-                raise
-            finally:
-                if healthy:
-                    idle.append((session, stack))
-                else:
-                    await _close_quietly(stack)
+        except BaseException:
+            self._lane.limit.release()
+            raise
+        return self._entry[0]
 
-    async def close(self) -> None:
-        idle, self._idle = self._idle, {}
-        for sessions in idle.values():
-            for _, stack in sessions:
-                await _close_quietly(stack)
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        traceback: TracebackType | None) -> None:
+        assert self._entry is not None
+        try:
+            # The transport reconnects a dropped session itself; only a refused login (or a crash) is fatal.
+            if exc is None or (isinstance(exc, DeliveryError) and not isinstance(exc, SmtpAuthError)):
+                self._lane.idle.append(self._entry)
+            else:
+                await _close_quietly(self._entry[1])
+        finally:
+            self._lane.limit.release()
 
 
 async def _close_quietly(stack: contextlib.AsyncExitStack) -> None:
@@ -119,7 +144,7 @@ class DeliverMail:
         if claim.message is None:
             return self._result(claim, started, clock_start, None, MailStatus.FAILED,
                                 "the content was dropped by retention before delivery")
-        error: DeliveryError = NoServerConfigured(claim.smtp_hint)
+        error: DeliveryError | None = None
         for server in servers_to_try(servers, claim.smtp_hint):
             paused = self._pool.paused(server)
             if paused is not None:
@@ -133,6 +158,8 @@ class DeliverMail:
                     self._pool.pause(server, exc)
                     continue
                 break
+        if error is None:
+            error = NoServerConfigured(claim.smtp_hint)
         verdict = judge(error, attempts_made=claim.attempts, policy=self._policy, now=started,
                         expires_at=claim.expires_at)
         recipients: dict[str, tuple[str, int | None, str | None]] = {}
