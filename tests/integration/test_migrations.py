@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from alembic import command
 from alembic.autogenerate import compare_metadata
@@ -10,7 +11,7 @@ from alembic.config import Config
 from alembic.migration import MigrationContext
 from sqlalchemy import Connection, Executable, MetaData, insert, inspect
 
-from mailroom.adapters.storage.claiming import DUE_MAILS
+from mailroom.adapters.storage.claiming import LEASE
 from mailroom.adapters.storage.database import MIGRATIONS, Database
 from mailroom.adapters.storage.mail_store import CONTENT_TO_PURGE, SqlMailStore
 from mailroom.adapters.storage.tables import metadata
@@ -82,16 +83,17 @@ def test_0005_moves_the_envelope_beside_the_content_and_keeps_queued_mail_delive
         db.dispose()
 
 
-def _plan(conn: Connection, statement: Executable) -> str:
+def _plan(conn: Connection, statement: Executable, values: dict[str, Any]) -> str:
     compiled = statement.compile(conn, compile_kwargs={"render_postcompile": True})
+    params = compiled.construct_params(values)
     if conn.dialect.name == "sqlite":
-        positional = tuple(str(compiled.params[name]) for name in compiled.positiontup or ())
+        positional = tuple(str(params[name]) for name in compiled.positiontup or ())
         return "\n".join(str(row[-1]) for row in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {compiled}", positional))
     # The tables are tiny here, so the planner's choice proves nothing: ask whether an ordered index scan
     # is possible at all.
     for method in ("seqscan", "bitmapscan", "sort"):
         conn.exec_driver_sql(f"SET LOCAL enable_{method} = off")
-    return "\n".join(row[0] for row in conn.exec_driver_sql(f"EXPLAIN {compiled}", compiled.params))
+    return "\n".join(row[0] for row in conn.exec_driver_sql(f"EXPLAIN {compiled}", params))
 
 
 def test_the_claim_and_content_retention_read_their_partial_indexes(database_url: str) -> None:
@@ -101,8 +103,8 @@ def test_the_claim_and_content_retention_read_their_partial_indexes(database_url
         db.migrate()
         now = datetime.now(UTC)
         with db.engine.begin() as conn:
-            claim = _plan(conn, DUE_MAILS[Priority.NORMAL.rank].params(now=now, limit=50))
-            purge = _plan(conn, CONTENT_TO_PURGE.params(finished_before=now, limit=50))
+            claim = _plan(conn, LEASE[Priority.NORMAL.rank], {"now": now, "limit": 50, "token": "t", "lease_until": now})
+            purge = _plan(conn, CONTENT_TO_PURGE, {"finished_before": now, "limit": 50})
         assert "ix_mailroom_mails_claim" in claim, claim
         assert "ix_mailroom_mails_content_finished" in purge, purge
         for plan in (claim, purge):

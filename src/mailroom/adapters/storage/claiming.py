@@ -1,7 +1,7 @@
 """The queue claim: the one statement where SQLite and PostgreSQL differ.
 
-The due ids are selected (per priority, oldest first), then ``UPDATE ... WHERE id IN (...) RETURNING``
-marks them ``sending`` and leases them, in one transaction. On PostgreSQL the SELECTs take
+Per priority, one ``UPDATE ... RETURNING`` selects the due mails (oldest first) and marks them
+``sending`` under a lease, all in one transaction. On PostgreSQL the selection takes
 ``FOR UPDATE SKIP LOCKED``, so concurrent workers each get other rows instead of waiting for (or
 double-claiming) the same ones. SQLite has one writer at a time (``BEGIN IMMEDIATE``), so the same
 statements are safe there without row locks.
@@ -17,7 +17,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Row, Select, bindparam, select, update
+from sqlalchemy import Connection, Row, Select, Update, bindparam, select, update
 
 from mailroom.adapters.storage.tables import CLAIMABLE, mails
 from mailroom.domain.mail import Priority
@@ -37,35 +37,46 @@ def _due(rank: int) -> Select[str]:
     )
 
 
-DUE_MAILS = {rank: _due(rank) for rank in _RANKS}
-_DUE_SKIP_LOCKED = {rank: statement.with_for_update(skip_locked=True) for rank, statement in DUE_MAILS.items()}
+_DUE = {rank: _due(rank) for rank in _RANKS}
+_DUE_SKIP_LOCKED = {rank: statement.with_for_update(skip_locked=True) for rank, statement in _DUE.items()}
 
-_LEASE = (
-    update(mails)
-    .where(mails.c.id.in_(bindparam("ids", expanding=True)))
-    .values(status=MailStatus.SENDING.value, claim_token=bindparam("token"), attempts=mails.c.attempts + 1,
-            next_attempt_at=bindparam("lease_until", type_=mails.c.next_attempt_at.type),
-            updated_at=bindparam("now", type_=mails.c.updated_at.type))
-    .returning(mails.c.id, mails.c.attempts, mails.c.envelope_sender, mails.c.smtp_hint,
-               mails.c.expires_at, mails.c.has_from, mails.c.priority, mails.c.queued_at)
-)
+
+def _lease(due: Select[str]) -> Update:
+    """Mark the due mails ``sending`` under this claim's token until the lease ends, in one statement.
+
+    The due rows are a CTE (``WITH due AS (SELECT ... LIMIT n) UPDATE ... WHERE id IN (SELECT id FROM
+    due)``), the form queues on PostgreSQL use: the CTE runs once, so its LIMIT and row locks hold.
+    """
+    selected = due.cte("due")
+    return (
+        update(mails)
+        .add_cte(selected)
+        .where(mails.c.id.in_(select(selected.c.id)))
+        .values(status=MailStatus.SENDING.value, claim_token=bindparam("token"), attempts=mails.c.attempts + 1,
+                next_attempt_at=bindparam("lease_until", type_=mails.c.next_attempt_at.type),
+                updated_at=bindparam("now", type_=mails.c.updated_at.type))
+        .returning(mails.c.id, mails.c.attempts, mails.c.envelope_sender, mails.c.smtp_hint,
+                   mails.c.expires_at, mails.c.has_from, mails.c.queued_at)
+    )
+
+
+LEASE = {rank: _lease(due) for rank, due in _DUE.items()}
+_LEASE_SKIP_LOCKED = {rank: _lease(due) for rank, due in _DUE_SKIP_LOCKED.items()}
 
 
 def claim_due(conn: Connection, *, token: str, limit: int, now: datetime, lease_seconds: float) -> list[Row[Any]]:
-    """The claimed rows, highest priority and oldest first (RETURNING itself has no order).
+    """The claimed rows, highest priority and oldest first.
 
-    One small query per priority, each a range of the partial claim index: the cost follows the batch,
-    not the queue. (A single ``ORDER BY priority DESC, next_attempt_at`` cannot be read from that index
-    and would sort every claimable row on every claim.)
+    One small statement per priority, each a range of the partial claim index: the cost follows the
+    batch, not the queue. (A single ``ORDER BY priority DESC, next_attempt_at`` cannot be read from that
+    index and would sort every claimable row on every claim.)
     """
-    due = _DUE_SKIP_LOCKED if conn.dialect.name == "postgresql" else DUE_MAILS
-    ids: list[str] = []
+    lease = _LEASE_SKIP_LOCKED if conn.dialect.name == "postgresql" else LEASE
+    params = {"token": token, "now": now, "lease_until": now + timedelta(seconds=lease_seconds)}
+    claimed: list[Row[Any]] = []
     for rank in _RANKS:
-        if len(ids) >= limit:
+        if len(claimed) >= limit:
             break
-        ids += conn.execute(due[rank], {"now": now, "limit": limit - len(ids)}).scalars().all()
-    if not ids:
-        return []
-    rows = conn.execute(_LEASE, {"ids": ids, "token": token, "now": now,
-                                 "lease_until": now + timedelta(seconds=lease_seconds)})
-    return sorted(rows, key=lambda row: (-row.priority, row.queued_at))
+        rows = conn.execute(lease[rank], {**params, "limit": limit - len(claimed)}).all()
+        claimed += sorted(rows, key=lambda row: row.queued_at)  # RETURNING has no order of its own
+    return claimed
