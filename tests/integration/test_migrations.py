@@ -103,7 +103,8 @@ def test_the_claim_and_content_retention_read_their_partial_indexes(database_url
         db.migrate()
         now = datetime.now(UTC)
         with db.engine.begin() as conn:
-            claim = _plan(conn, LEASE[Priority.NORMAL.rank], {"now": now, "limit": 50, "token": "t", "lease_until": now})
+            lease = {"now": now, "limit": 50, "token": "t", "lease_until": now}
+            claim = _plan(conn, LEASE[Priority.NORMAL.rank], lease)
             purge = _plan(conn, CONTENT_TO_PURGE, {"finished_before": now, "limit": 50})
         assert "ix_mailroom_mails_claim" in claim, claim
         assert "ix_mailroom_mails_content_finished" in purge, purge

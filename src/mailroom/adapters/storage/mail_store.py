@@ -21,12 +21,14 @@ from sqlalchemy import (
     insert,
     literal_column,
     not_,
+    null,
     or_,
     select,
     type_coerce,
     update,
 )
 
+from mailroom.adapters.storage.bulk import BulkStatement
 from mailroom.adapters.storage.claiming import claim_due
 from mailroom.adapters.storage.database import Database
 from mailroom.adapters.storage.tables import (
@@ -69,7 +71,7 @@ _CLAIMABLE = [s.value for s in CLAIMABLE_STATUSES]
 _IDS: BindParameter[list[str]] = bindparam("ids", expanding=True)
 _CONTENTS = (select(mail_contents.c.mail_id, mail_contents.c.message, mail_contents.c.envelope)
              .where(mail_contents.c.mail_id.in_(_IDS)))
-_INSERT_ATTEMPT = insert(mail_attempts)
+_INSERT_ATTEMPTS = BulkStatement(insert(mail_attempts))
 # Finished mails that still have content, oldest first: a range of the partial index of that name.
 CONTENT_TO_PURGE = (
     select(mails.c.id).where(HAS_CONTENT, mails.c.finished_at < bindparam("finished_before"))
@@ -77,13 +79,13 @@ CONTENT_TO_PURGE = (
 )
 # The claim token fences the write: a worker whose lease ran out (and whose mail another worker took
 # over) must not overwrite the newer state.
-_RECORD_OUTCOME = (
+_RECORD_OUTCOMES = BulkStatement(
     update(mails)
     .where(mails.c.id == bindparam("b_id"), mails.c.claim_token == bindparam("b_token"))
     .values(status=bindparam("status"), next_attempt_at=bindparam("next_attempt_at"),
             last_error=bindparam("last_error"), server_name=bindparam("server_name"),
             updated_at=bindparam("updated_at"), sent_at=bindparam("sent_at"),
-            finished_at=bindparam("finished_at"), claim_token=None)
+            finished_at=bindparam("finished_at"), claim_token=null())
 )
 _RECORD_ANSWER_TO_ALL = (
     update(mail_recipients).where(mail_recipients.c.mail_id.in_(_IDS))
@@ -169,13 +171,13 @@ class SqlMailStore:
         if not results:
             return
         with self._db.write() as conn:
-            conn.execute(_INSERT_ATTEMPT, [{
+            _INSERT_ATTEMPTS.execute(conn, [{
                 "mail_id": r.mail_id, "number": r.attempt.number, "started_at": r.attempt.started_at,
                 "duration_ms": r.attempt.duration_ms, "server_name": r.attempt.server_name,
                 "outcome": r.attempt.outcome.value, "code": r.attempt.code, "reply": r.attempt.reply,
             } for r in results])
             finished_at = {r.mail_id: r.attempt.started_at for r in results if r.status.is_final}
-            conn.execute(_RECORD_OUTCOME, [{
+            _RECORD_OUTCOMES.execute(conn, [{
                 "b_id": r.mail_id, "b_token": r.claim_token, "status": r.status.value,
                 "next_attempt_at": r.next_attempt_at, "last_error": r.error,
                 "server_name": r.attempt.server_name, "updated_at": r.attempt.started_at,
