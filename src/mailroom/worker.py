@@ -12,12 +12,15 @@ ends when the next scheduled or deferred mail is due, capped by ``poll_interval_
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import socket
 import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from mailroom.domain.servers import SmtpServer
 from mailroom.errors import NoServerConfigured
@@ -26,6 +29,7 @@ from mailroom.usecases.deliver_mail import DeliverMail, SessionPool
 from mailroom.usecases.retention import PurgeExpired
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 
@@ -63,6 +67,18 @@ class Worker:
         self._refill_below = max(1, batch_size // 2)
         self._unwritten = 0
         self._all_written = asyncio.Event()
+        self._db_thread: ThreadPoolExecutor | None = None  # one per run()
+
+    async def _in_db_thread(self, function: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+        """Run a storage call on the worker's one database thread.
+
+        One thread, not the default pool: the worker's claims and result writes then queue in order
+        instead of meeting at SQLite's write lock (where the loser sleeps in the busy handler), and only
+        one thread competes with the event loop for the GIL.
+        """
+        assert self._db_thread is not None, "storage calls happen inside run()"
+        return await asyncio.get_running_loop().run_in_executor(
+            self._db_thread, functools.partial(function, *args, **kwargs))
 
     def stop(self) -> None:
         """Ask the loop to finish in-flight mails (up to the grace period) and return."""
@@ -71,6 +87,7 @@ class Worker:
 
     async def run(self, *, until_idle: bool = False) -> None:
         """Deliver until ``stop()``; with ``until_idle``, return once nothing is due or in flight."""
+        self._db_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mailroom-db")
         writer = asyncio.create_task(self._write_results(), name="mailroom-results")
         retention = asyncio.create_task(self._retention_loop(), name="mailroom-retention") if self._purge else None
         log.info("worker %s started", self.id)
@@ -105,13 +122,13 @@ class Worker:
                 await self._wait_for_work(until_idle)
 
     async def _claim_and_start(self, limit: int) -> int:
-        servers = await asyncio.to_thread(self._servers.list)
+        servers = await self._in_db_thread(self._servers.list)
         now = self._clock.now()
         if not any(s.enabled for s in servers):
             await self._wait_for_a_server(now)
             return 0
         self._waiting_for_server = False
-        claims = await asyncio.to_thread(self._outbox.claim, worker_id=self.id, limit=limit, now=now,
+        claims = await self._in_db_thread(self._outbox.claim, worker_id=self.id, limit=limit, now=now,
                                          lease_seconds=self._lease_seconds)
         for claim in claims:
             task = asyncio.create_task(self._deliver_one(claim, servers))
@@ -127,10 +144,10 @@ class Worker:
         """
         if not self._waiting_for_server:
             self._waiting_for_server = True
-            claims = await asyncio.to_thread(self._outbox.claim, worker_id=self.id, limit=self._batch_size,
+            claims = await self._in_db_thread(self._outbox.claim, worker_id=self.id, limit=self._batch_size,
                                              now=now, lease_seconds=self._lease_seconds)
             if claims:
-                await asyncio.to_thread(self._outbox.release, claims, retry_at=now, error=str(NoServerConfigured()))
+                await self._in_db_thread(self._outbox.release, claims, retry_at=now, error=str(NoServerConfigured()))
                 log.warning("mail is waiting: no enabled SMTP server (add one with `mailroom smtp add`)")
 
     async def _deliver_one(self, claim: ClaimedMail, servers: list[SmtpServer]) -> DeliveryResult:
@@ -187,7 +204,7 @@ class Worker:
 
     async def _idle_wait(self) -> None:
         timeout = self._poll_seconds
-        next_due = await asyncio.to_thread(self._outbox.next_due_at)
+        next_due = await self._in_db_thread(self._outbox.next_due_at)
         if next_due is not None:
             timeout = min(timeout, max(0.0, (next_due - self._clock.now()).total_seconds()))
         if timeout > 0:
@@ -230,7 +247,7 @@ class Worker:
     async def _record(self, batch: list[DeliveryResult]) -> None:
         for attempt in range(5):
             try:
-                await asyncio.to_thread(self._outbox.record, batch)
+                await self._in_db_thread(self._outbox.record, batch)
                 return
             except Exception:
                 log.exception("writing %d delivery results failed (try %d of 5)", len(batch), attempt + 1)
@@ -240,7 +257,7 @@ class Worker:
         assert self._purge is not None
         while True:
             try:
-                while await asyncio.to_thread(self._purge.run_batch) > 0:
+                while await self._in_db_thread(self._purge.run_batch) > 0:
                     await asyncio.sleep(0.05)  # small batches, other writers get the lock between them
             except Exception:
                 log.exception("retention failed; trying again at the next interval")
@@ -257,8 +274,10 @@ class Worker:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
             if unfinished:
-                await asyncio.to_thread(self._outbox.release, unfinished, retry_at=self._clock.now())
+                await self._in_db_thread(self._outbox.release, unfinished, retry_at=self._clock.now())
                 log.info("released %d unfinished mail(s) to the queue", len(unfinished))
         await self._results.put(None)  # the writer records what is queued, then ends
         await writer
         await self._pool.close()
+        if self._db_thread is not None:
+            self._db_thread.shutdown(wait=False)

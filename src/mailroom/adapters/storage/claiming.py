@@ -56,7 +56,7 @@ def _lease(due: Select[str]) -> Update:
                 next_attempt_at=bindparam("lease_until", type_=mails.c.next_attempt_at.type),
                 updated_at=bindparam("now", type_=mails.c.updated_at.type))
         .returning(mails.c.id, mails.c.attempts, mails.c.envelope_sender, mails.c.smtp_hint,
-                   mails.c.expires_at, mails.c.has_from, mails.c.queued_at)
+                   mails.c.expires_at, mails.c.has_from)
     )
 
 
@@ -78,5 +78,6 @@ def claim_due(conn: Connection, *, token: str, limit: int, now: datetime, lease_
         if len(claimed) >= limit:
             break
         rows = conn.execute(lease[rank], {**params, "limit": limit - len(claimed)}).all()
-        claimed += sorted(rows, key=lambda row: row.queued_at)  # RETURNING has no order of its own
+        # RETURNING has no order of its own. Mail ids are UUIDv7, so they sort by queue time.
+        claimed += sorted(rows, key=lambda row: row.id)
     return claimed
