@@ -172,7 +172,8 @@ class Mailroom:
             keep_sent_days=s.keep_sent_days, keep_failed_days=s.keep_failed_days,
             keep_content_days=s.keep_content_days, batch_size=s.retention_batch_size))
         options: dict[str, Any] = {
-            "purge": purge, "batch_size": s.worker_batch_size, "lease_seconds": s.lease_seconds,
+            "purge": purge, "batch_size": s.worker_batch_size, "batch_bytes": s.worker_batch_bytes,
+            "lease_seconds": s.lease_seconds,
             "poll_interval_seconds": s.poll_interval_seconds,
             "retention_interval_seconds": s.retention_interval_seconds,
             "shutdown_grace_seconds": s.shutdown_grace_seconds,

@@ -91,8 +91,10 @@ class Outbox(Protocol):
     def add(self, mails: Sequence[NewOutgoing]) -> None:
         """Store all mails in one transaction and signal waiting workers."""
 
-    def claim(self, *, worker_id: str, limit: int, now: datetime, lease_seconds: float) -> list[ClaimedMail]:
-        """Take up to ``limit`` due mails, highest priority first, leasing them until now + lease."""
+    def claim(self, *, worker_id: str, limit: int, now: datetime, lease_seconds: float,
+              max_bytes: int | None = None) -> list[ClaimedMail]:
+        """Take up to ``limit`` due mails, highest priority first, leasing them until now + lease; with
+        ``max_bytes``, stop before the messages add up to more (the first mail comes however large)."""
 
     def record(self, results: Sequence[DeliveryResult]) -> None:
         """Write attempts and statuses; a result whose claim was lost is written as an attempt only."""

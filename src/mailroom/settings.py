@@ -40,7 +40,10 @@ class Settings:
     max_attachment_bytes: int = 10 * 1024 * 1024
     max_message_bytes: int = 25 * 1024 * 1024
 
-    worker_batch_size: int = 100
+    worker_batch_size: int = 300
+    """Mails a worker keeps in flight; it claims half of them at a time."""
+    worker_batch_bytes: int = 32 * 1024 * 1024
+    """A claim stops at this many bytes of messages (a worker holds about twice this in memory)."""
     smtp_connections_per_server: int = 4
     lease_seconds: float = 300.0
     poll_interval_seconds: float = 2.0
@@ -90,7 +93,7 @@ class Settings:
     log_level: str = "INFO"
 
     def __post_init__(self) -> None:
-        positive = ("max_attachment_bytes", "max_message_bytes", "worker_batch_size",
+        positive = ("max_attachment_bytes", "max_message_bytes", "worker_batch_size", "worker_batch_bytes",
                     "smtp_connections_per_server", "lease_seconds", "poll_interval_seconds",
                     "retention_batch_size", "retention_interval_seconds", "min_password_length",
                     "verification_code_hours", "reset_code_hours", "login_max_failures")

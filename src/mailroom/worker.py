@@ -1,7 +1,8 @@
 """The delivery loop: claim due mails, deliver them concurrently, write results, sleep until woken.
 
 The loop keeps up to ``batch_size`` mails in flight and claims more when half have finished, so SMTP
-connections never wait for the database. Results are written by one writer task that groups whatever
+connections never wait for the database; a claim also stops at ``batch_bytes`` of messages, so a queue
+of large mails cannot fill the memory. Results are written by one writer task that groups whatever
 has finished into one transaction (group commit): a crash loses at most the few results not yet
 written, whose mails then return to the queue when their lease ends.
 
@@ -34,13 +35,16 @@ T = TypeVar("T")
 
 
 # How long the result writer waits for more results before a commit, and the most it writes at once.
-RESULT_LINGER_SECONDS = 0.05
+# Fewer, larger transactions cost SQLite far less per mail (rows of one batch share pages); a crash
+# can lose this much of results, whose mails are then sent again after their lease.
+RESULT_LINGER_SECONDS = 0.15
 RESULT_BATCH_MAX = 1000
 
 
 class Worker:
     def __init__(self, *, outbox: Outbox, servers: ServerStore, deliver: DeliverMail, pool: SessionPool,
-                 wakeup: Wakeup, clock: Clock, purge: PurgeExpired | None = None, batch_size: int = 100,
+                 wakeup: Wakeup, clock: Clock, purge: PurgeExpired | None = None, batch_size: int = 300,
+                 batch_bytes: int | None = 32 * 1024 * 1024,
                  lease_seconds: float = 300.0, poll_interval_seconds: float = 2.0,
                  retention_interval_seconds: float = 600.0, shutdown_grace_seconds: float = 20.0,
                  worker_id: str | None = None) -> None:
@@ -53,6 +57,7 @@ class Worker:
         self._clock = clock
         self._purge = purge
         self._batch_size = batch_size
+        self._batch_bytes = batch_bytes
         self._lease_seconds = lease_seconds
         self._poll_seconds = poll_interval_seconds
         self._retention_seconds = retention_interval_seconds
@@ -129,7 +134,7 @@ class Worker:
             return 0
         self._waiting_for_server = False
         claims = await self._in_db_thread(self._outbox.claim, worker_id=self.id, limit=limit, now=now,
-                                         lease_seconds=self._lease_seconds)
+                                          lease_seconds=self._lease_seconds, max_bytes=self._batch_bytes)
         for claim in claims:
             task = asyncio.create_task(self._deliver_one(claim, servers))
             self._inflight[task] = claim
@@ -145,7 +150,8 @@ class Worker:
         if not self._waiting_for_server:
             self._waiting_for_server = True
             claims = await self._in_db_thread(self._outbox.claim, worker_id=self.id, limit=self._batch_size,
-                                             now=now, lease_seconds=self._lease_seconds)
+                                              now=now, lease_seconds=self._lease_seconds,
+                                              max_bytes=self._batch_bytes)
             if claims:
                 await self._in_db_thread(self._outbox.release, claims, retry_at=now, error=str(NoServerConfigured()))
                 log.warning("mail is waiting: no enabled SMTP server (add one with `mailroom smtp add`)")

@@ -340,3 +340,12 @@ async def test_probe_reports_each_step(make_room: MakeRoom, smtp_server_factory:
     steps = await room.servers.test(SYSTEM, "t")
     assert [(s.name, s.ok) for s in steps][-1] == ("login", False)
     assert all(PASSWORD not in s.detail for s in steps)
+
+
+def test_a_small_byte_budget_still_delivers_everything(make_room: MakeRoom, smtp_server: SmtpServerHandle) -> None:
+    room = make_room(worker_batch_bytes=1)  # every claim takes one mail: the budget never stalls the queue
+    add_server(room, smtp_server)
+    ids = room.send_mails(SYSTEM, [mail(subject=f"n{i}") for i in range(6)])
+    room.deliver_pending()
+    assert len(smtp_server.wait_for(6)) == 6
+    assert {room.get_mail(SYSTEM, mail_id).status for mail_id in ids} == {MailStatus.SENT}

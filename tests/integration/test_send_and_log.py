@@ -24,6 +24,7 @@ from mailroom import (
     SendMailRequested,
     Subject,
 )
+from mailroom.adapters.storage.mail_store import SqlMailStore
 from mailroom.adapters.storage.tables import mail_contents, mail_recipients, mails
 from mailroom.domain.permissions import READ_MAIL
 
@@ -165,3 +166,22 @@ def test_retention_purges_in_batches_and_drops_content_first(database_url: str, 
         assert remaining.total == 4  # sent 2 days ago: kept, content dropped
         assert all(not room.get_mail(SYSTEM, m.id).has_content for m in remaining.items)
         assert room.log.raw_message(SYSTEM, remaining.items[0].id) is None
+
+
+def test_a_claim_stops_at_its_byte_budget_and_gives_the_rest_back_unchanged(database_url: str,
+                                                                           secret_key: str) -> None:
+    with Mailroom(database_url=database_url, secret_key=secret_key) as room:
+        big = "x" * 5000
+        ids = room.send_mails(SYSTEM, [Mail(to="a@example.org", subject=str(i), text=big) for i in range(4)])
+        store = SqlMailStore(room.database)
+        size = store.get(ids[0]).size_bytes
+        now = datetime.now(UTC) + timedelta(seconds=1)
+
+        claims = store.claim(worker_id="w", limit=4, now=now, lease_seconds=60, max_bytes=2 * size + size // 2)
+        assert [c.id for c in claims] == ids[:2]
+        rest = [store.get(mail_id) for mail_id in ids[2:]]
+        assert [(m.status, m.attempts) for m in rest] == [(MailStatus.QUEUED, 0)] * 2
+
+        # The first mail comes whatever its size, so a mail larger than the budget still goes out.
+        one = store.claim(worker_id="w", limit=4, now=now, lease_seconds=60, max_bytes=10)
+        assert [c.id for c in one] == ids[2:3] and one[0].message is not None

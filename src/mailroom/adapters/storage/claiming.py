@@ -56,7 +56,7 @@ def _lease(due: Select[str]) -> Update:
                 next_attempt_at=bindparam("lease_until", type_=mails.c.next_attempt_at.type),
                 updated_at=bindparam("now", type_=mails.c.updated_at.type))
         .returning(mails.c.id, mails.c.attempts, mails.c.envelope_sender, mails.c.smtp_hint,
-                   mails.c.expires_at, mails.c.has_from)
+                   mails.c.expires_at, mails.c.has_from, mails.c.size_bytes)
     )
 
 

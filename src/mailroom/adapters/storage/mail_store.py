@@ -150,12 +150,17 @@ class SqlMailStore:
             conn.execute(insert(mail_recipients), recipient_rows)
             conn.execute(insert(mail_contents), content_rows)
 
-    def claim(self, *, worker_id: str, limit: int, now: datetime, lease_seconds: float) -> list[ClaimedMail]:
+    def claim(self, *, worker_id: str, limit: int, now: datetime, lease_seconds: float,
+              max_bytes: int | None = None) -> list[ClaimedMail]:
         token = f"{worker_id}:{secrets.token_hex(6)}"
         with self._db.write() as conn:
             rows = claim_due(conn, token=token, limit=limit, now=now, lease_seconds=lease_seconds)
             if not rows:
                 return []
+            if max_bytes is not None:
+                rows, surplus = _within_bytes(rows, max_bytes)
+                # Over the budget: given back in the same transaction, due as they were.
+                _give_back(conn, [(row.id, token, row.attempts) for row in surplus], retry_at=now, error=None)
             contents = {mail_id: (message, envelope) for mail_id, message, envelope
                         in conn.execute(_CONTENTS, {"ids": [row.id for row in rows]})}
         claims = []
@@ -203,19 +208,8 @@ class SqlMailStore:
     def release(self, claims: Sequence[ClaimedMail], *, retry_at: datetime, error: str | None = None) -> None:
         if not claims:
             return
-        values: dict[str, Any] = {"status": bindparam("status"), "attempts": bindparam("attempts"),
-                                  "next_attempt_at": retry_at, "claim_token": None}
-        if error is not None:
-            values["last_error"] = error
         with self._db.write() as conn:
-            conn.execute(
-                update(mails)
-                .where(mails.c.id == bindparam("b_id"), mails.c.claim_token == bindparam("b_token"))
-                .values(**values),
-                [{"b_id": c.id, "b_token": c.claim_token, "attempts": c.attempts - 1,
-                  "status": (MailStatus.QUEUED if c.attempts <= 1 else MailStatus.DEFERRED).value}
-                 for c in claims],
-            )
+            _give_back(conn, [(c.id, c.claim_token, c.attempts) for c in claims], retry_at=retry_at, error=error)
 
     def next_due_at(self) -> datetime | None:
         with self._db.read() as conn:
@@ -440,4 +434,33 @@ def _to_outgoing(row: Row[Any], recipients: tuple[RecipientResult, ...],
         correlation_id=row.correlation_id, template=row.template, locale=row.locale,
         original_recipients=tuple(json.loads(row.original_recipients)) if row.original_recipients else (),
         size_bytes=row.size_bytes, has_content=row.has_content, attempt_log=attempts,
+    )
+
+
+def _within_bytes(rows: list[Row[Any]], max_bytes: int) -> tuple[list[Row[Any]], list[Row[Any]]]:
+    """The leading rows whose messages add up to at most ``max_bytes`` (the first always), and the rest."""
+    total = 0
+    for count, row in enumerate(rows):
+        total += row.size_bytes
+        if total > max_bytes and count > 0:
+            return rows[:count], rows[count:]
+    return rows, []
+
+
+def _give_back(conn: Connection, claims: list[tuple[str, str, int]], *, retry_at: datetime,
+               error: str | None) -> None:
+    """Return claimed mails (id, claim token, attempts) to the queue without counting the attempt."""
+    if not claims:
+        return
+    values: dict[str, Any] = {"status": bindparam("status"), "attempts": bindparam("attempts"),
+                              "next_attempt_at": retry_at, "claim_token": None}
+    if error is not None:
+        values["last_error"] = error
+    conn.execute(
+        update(mails)
+        .where(mails.c.id == bindparam("b_id"), mails.c.claim_token == bindparam("b_token"))
+        .values(**values),
+        [{"b_id": mail_id, "b_token": token, "attempts": attempts - 1,
+          "status": (MailStatus.QUEUED if attempts <= 1 else MailStatus.DEFERRED).value}
+         for mail_id, token, attempts in claims],
     )
