@@ -5,7 +5,7 @@
 over the same number of connections to the same sink. Printed: mails/s for enqueue and delivery, and
 the ratio of mailroom's delivery to the bare client's (the target is >= 0.70).
 
-    python bench/delivery.py [--mails 5000] [--connections 4] [--batch-size 100] [--rounds 5]
+    python bench/delivery.py [--mails 5000] [--connections 4] [--batch-size 300] [--rounds 5]
                              [--database-url URL]
 """
 
@@ -27,6 +27,7 @@ from sqlalchemy import select
 
 from mailroom import SYSTEM, Mail, Mailroom, MailStatus, Security, ServerSettings
 from mailroom.adapters.storage.tables import mail_contents
+from mailroom.settings import Settings
 
 BODY = ("Lorem ipsum dolor sit amet, consectetur adipiscing elit. " * 30)[:1700]
 
@@ -98,7 +99,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--mails", type=int, default=5000)
     parser.add_argument("--connections", type=int, default=4)
-    parser.add_argument("--batch-size", type=int, default=100)
+    parser.add_argument("--batch-size", type=int, default=Settings().worker_batch_size)
     parser.add_argument("--rounds", type=int, default=5,
                         help="mailroom and the bare client take turns this often; medians are printed, so a "
                              "noisy neighbour on a shared machine hits both alike")

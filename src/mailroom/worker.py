@@ -1,7 +1,8 @@
 """The delivery loop: claim due mails, deliver them concurrently, write results, sleep until woken.
 
-The loop keeps up to ``batch_size`` mails in flight and claims more when half have finished, so SMTP
-connections never wait for the database; a claim also stops at ``batch_bytes`` of messages, so a queue
+The loop holds up to ``batch_size`` claimed mails and claims more when half have finished, so SMTP
+connections never wait for the database; of those, only as many are being delivered as there are
+connections to use, the rest wait in line; a claim also stops at ``batch_bytes`` of messages, so a queue
 of large mails cannot fill the memory. Results are written by one writer task that groups whatever
 has finished into one transaction (group commit): a crash loses at most the few results not yet
 written, whose mails then return to the queue when their lease ends.
@@ -13,6 +14,7 @@ ends when the next scheduled or deferred mail is due, capped by ``poll_interval_
 from __future__ import annotations
 
 import asyncio
+import collections
 import functools
 import logging
 import os
@@ -73,6 +75,8 @@ class Worker:
         self._unwritten = 0
         self._all_written = asyncio.Event()
         self._db_thread: ThreadPoolExecutor | None = None  # one per run()
+        self._queued: collections.deque[tuple[ClaimedMail, list[SmtpServer]]] = collections.deque()
+        self._connections = 1  # deliveries run at once: the pool's sessions over the enabled servers
 
     async def _in_db_thread(self, function: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
         """Run a storage call on the worker's one database thread.
@@ -106,10 +110,10 @@ class Worker:
         half = max(1, self._batch_size // 2)
         while not self._stopping.is_set():
             claimed, asked = 0, 0
-            if len(self._inflight) < half or not self._inflight:
-                asked = self._batch_size - len(self._inflight)
+            if self._held() < half:
+                asked = self._batch_size - self._held()
                 claimed = await self._claim_and_start(asked)
-            if not self._inflight:
+            if not self._held():
                 if claimed == 0 and self._unwritten:
                     # Results still on their way to the database may make mails due again (a retry).
                     await self._all_written.wait()
@@ -135,11 +139,26 @@ class Worker:
         self._waiting_for_server = False
         claims = await self._in_db_thread(self._outbox.claim, worker_id=self.id, limit=limit, now=now,
                                           lease_seconds=self._lease_seconds, max_bytes=self._batch_bytes)
-        for claim in claims:
+        self._connections = self._pool.size * sum(1 for s in servers if s.enabled)
+        self._queued.extend((claim, servers) for claim in claims)
+        self._start_queued()
+        return len(claims)
+
+    def _held(self) -> int:
+        """Claimed mails not yet finished: being delivered, or waiting for a connection."""
+        return len(self._inflight) + len(self._queued)
+
+    def _start_queued(self) -> None:
+        """Start as many deliveries as there are connections to use; the rest of the claim waits its turn.
+
+        A task per claimed mail, all parked on the pool's semaphore, would keep hundreds of coroutines
+        alive and cost the event loop more than the SMTP work itself.
+        """
+        while self._queued and len(self._inflight) < self._connections and not self._stopping.is_set():
+            claim, servers = self._queued.popleft()
             task = asyncio.create_task(self._deliver_one(claim, servers))
             self._inflight[task] = claim
             task.add_done_callback(self._finished)
-        return len(claims)
 
     async def _wait_for_a_server(self, now: datetime) -> None:
         """Nothing can go out: mark the oldest due mails with the reason once, then sleep until woken.
@@ -168,6 +187,7 @@ class Worker:
         claim = self._inflight.pop(task, None)
         if claim is None:
             return
+        self._start_queued()
         if not task.cancelled():
             exc = task.exception()
             if exc is not None:
@@ -176,13 +196,13 @@ class Worker:
             else:
                 self.delivered += 1
         self._progress.set()
-        if len(self._inflight) < self._refill_below:
+        if self._held() < self._refill_below:
             self._capacity.set()
 
     async def _wait_for_capacity(self, half: int) -> None:
         """More is due: sleep until half the batch is done, then refill (one wake-up per refill)."""
         self._refill_below = half
-        if len(self._inflight) >= half:
+        if self._held() >= half:
             self._capacity.clear()
             await self._first_of(self._capacity)
 
@@ -272,6 +292,11 @@ class Worker:
     async def _shutdown(self, writer: asyncio.Task[None], retention: asyncio.Task[None] | None) -> None:
         if retention is not None:
             retention.cancel()
+        if self._queued:
+            not_started = [claim for claim, _ in self._queued]
+            self._queued.clear()
+            await self._in_db_thread(self._outbox.release, not_started, retry_at=self._clock.now())
+            log.info("released %d claimed mail(s) not yet started to the queue", len(not_started))
         if self._inflight:
             log.info("finishing %d in-flight mail(s), up to %.0f s", len(self._inflight), self._grace_seconds)
             _done, pending = await asyncio.wait(set(self._inflight), timeout=self._grace_seconds)

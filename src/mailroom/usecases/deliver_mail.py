@@ -49,6 +49,11 @@ class SessionPool:
         self._lanes: dict[str, _Lane] = {}
         self._paused_until: dict[str, tuple[float, DeliveryError]] = {}
 
+    @property
+    def size(self) -> int:
+        """Sessions per server at most."""
+        return self._size
+
     def paused(self, server: SmtpServer) -> DeliveryError | None:
         """The error that paused this server, while the pause lasts."""
         entry = self._paused_until.get(server.id)
