@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import functools
 import logging
 import os
@@ -77,6 +78,7 @@ class Worker:
         self._db_thread: ThreadPoolExecutor | None = None  # one per run()
         self._queued: collections.deque[tuple[ClaimedMail, list[SmtpServer]]] = collections.deque()
         self._connections = 1  # deliveries run at once: the pool's sessions over the enabled servers
+        self._nothing_running = asyncio.Event()  # ends the result writer's linger early
 
     async def _in_db_thread(self, function: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
         """Run a storage call on the worker's one database thread.
@@ -188,6 +190,8 @@ class Worker:
         if claim is None:
             return
         self._start_queued()
+        if not self._inflight:
+            self._nothing_running.set()
         if not task.cancelled():
             exc = task.exception()
             if exc is not None:
@@ -242,7 +246,7 @@ class Worker:
         """Group commit: results that finish close together are written in one transaction.
 
         After the first result the writer lingers a moment for more, since one transaction per handful of
-        mails would make the database, not SMTP, the limit.
+        mails would make the database, not SMTP, the limit; it does not linger once nothing is running.
         """
         finished = False
         while not finished:
@@ -257,10 +261,12 @@ class Worker:
                 if finished or len(batch) >= RESULT_BATCH_MAX:
                     break
                 if self._results.empty():
-                    if lingered or self._stopping.is_set():
+                    if lingered or self._stopping.is_set() or not self._inflight:
                         break
                     lingered = True
-                    await asyncio.sleep(RESULT_LINGER_SECONDS)
+                    self._nothing_running.clear()
+                    with contextlib.suppress(TimeoutError):  # more results are on their way, unless all done
+                        await asyncio.wait_for(self._nothing_running.wait(), RESULT_LINGER_SECONDS)
                     if self._results.empty():
                         break
                 item = self._results.get_nowait()
