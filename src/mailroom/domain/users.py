@@ -100,17 +100,17 @@ class User:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AccountPolicy:
-    """The rules of the account workflows (from the settings of the same names)."""
+    """The rules of the account workflows, from the settings of the same names (which hold the defaults)."""
 
-    public_base_url: str = "http://127.0.0.1:8025"
-    application_name: str = "mailroom"
-    self_registration: bool = False
-    min_password_length: int = 10
-    verification_code_hours: float = 48.0
-    reset_code_hours: float = 1.0
-    login_max_failures: int = 5
-    login_lockout_base_seconds: float = 2.0
-    reset_request_floor_seconds: float = 0.4
+    public_base_url: str
+    application_name: str
+    self_registration: bool
+    min_password_length: int
+    verification_code_hours: float
+    reset_code_hours: float
+    login_max_failures: int
+    login_lockout_base_seconds: float
+    reset_request_floor_seconds: float
 
     def link(self, path: str, code: str) -> str:
         return f"{self.public_base_url.rstrip('/')}/{path}?{urlencode({'code': code})}"
