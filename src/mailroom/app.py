@@ -34,7 +34,7 @@ from mailroom.domain.permissions import SYSTEM, Subject
 from mailroom.ports import Transport
 from mailroom.settings import Settings
 from mailroom.usecases.api_tokens import ApiTokenUseCases
-from mailroom.usecases.deliver_mail import DeliverMail, SessionPool
+from mailroom.usecases.deliver_mail import DeliverMail
 from mailroom.usecases.mail_log import MailLogUseCases
 from mailroom.usecases.retention import PurgeExpired, RetentionPolicy
 from mailroom.usecases.send_mail import SendMail
@@ -75,7 +75,7 @@ class Mailroom:
         )
         self.store = SqlMailStore(self.database)
         self.builder = StdlibMessageBuilder(message_id_domain=s.message_id_domain)
-        self.transport = transport or AiosmtplibTransport(ca_file=s.smtp_ca_file)
+        self.transport = transport or AiosmtplibTransport(ca_file=s.smtp_ca_file, helo_name=s.smtp_helo_name)
         self.secrets = FernetSecretBox.from_settings(s.secret_key, s.secret_key_file)
         self.server_store = SqlServerStore(self.database, self.secrets)
         self._send = SendMail(outbox=self.store, builder=self.builder, clock=self.clock, wakeup=self.wakeup,
@@ -165,20 +165,20 @@ class Mailroom:
 
     def create_worker(self, **overrides: Any) -> Worker:
         s = self.settings
-        pool = SessionPool(self.transport, size=s.smtp_connections_per_server)
-        deliver = DeliverMail(servers=self.server_store, builder=self.builder, clock=self.clock,
-                              policy=s.retry_policy, pool=pool)
+        deliver = DeliverMail(builder=self.builder, clock=self.clock, policy=s.retry_policy,
+                              uncertain=s.uncertain_delivery)
         purge = PurgeExpired(store=self.store, clock=self.clock, policy=RetentionPolicy(
             keep_sent_days=s.keep_sent_days, keep_failed_days=s.keep_failed_days,
             keep_content_days=s.keep_content_days, batch_size=s.retention_batch_size))
         options: dict[str, Any] = {
             "purge": purge, "batch_size": s.worker_batch_size, "batch_bytes": s.worker_batch_bytes,
-            "lease_seconds": s.lease_seconds,
+            "lease_seconds": s.lease_seconds, "connections_per_server": s.smtp_connections_per_server,
+            "server_cooldown_seconds": s.server_cooldown_seconds,
             "poll_interval_seconds": s.poll_interval_seconds,
             "retention_interval_seconds": s.retention_interval_seconds,
             "shutdown_grace_seconds": s.shutdown_grace_seconds,
         } | overrides
-        return Worker(outbox=self.store, servers=self.server_store, deliver=deliver, pool=pool,
+        return Worker(outbox=self.store, servers=self.server_store, deliver=deliver, transport=self.transport,
                       wakeup=self.wakeup, clock=self.clock, **options)
 
     async def run_worker(self, *, until_idle: bool = False, handle_signals: bool = False,

@@ -31,11 +31,13 @@ builtin exception it resembles, so callers may catch either::
     ├── InvalidTransition                     e.g. retrying a mail that is not failed
     ├── SecretError                           a stored secret cannot be decrypted with the configured keys
     ├── StorageError                          the database refused or is unreachable
+    │   └── StorageUnavailable                connection lost, database restarting, busy or full: try again
     └── DeliveryError                         one SMTP attempt failed (``code``/``reply`` when the server said so)
         ├── NoServerConfigured
         ├── SmtpConnectError (ConnectionError)   connecting, TLS or EHLO failed
         ├── SmtpAuthError                        the server refused the credentials
         ├── SmtpTimeout (TimeoutError)
+        │   └── SmtpOutcomeUnknown               no answer after the whole message was sent: it may have arrived
         ├── SmtpDisconnected (ConnectionError)   the server dropped the connection mid-mail
         ├── SmtpTemporaryError                   a 4xx reply: try again later
         └── SmtpPermanentError                   a 5xx reply: do not try again
@@ -224,6 +226,10 @@ class StorageError(MailroomError):
     pass
 
 
+class StorageUnavailable(StorageError):
+    """A transient database failure: the same call may succeed in a moment (the worker retries it)."""
+
+
 class DeliveryError(MailroomError):
     """One SMTP attempt failed.
 
@@ -233,6 +239,8 @@ class DeliveryError(MailroomError):
 
     temporary: bool = True
     try_next_server: bool = False
+    uncertain: bool = False
+    """Whether the server may have taken the mail although the attempt failed (silence after DATA)."""
 
     def __init__(self, message: str, *, code: int | None = None, reply: str | None = None,
                  server: str | None = None) -> None:
@@ -261,6 +269,12 @@ class SmtpAuthError(DeliveryError):
 
 class SmtpTimeout(DeliveryError, TimeoutError):
     pass
+
+
+class SmtpOutcomeUnknown(SmtpTimeout):
+    """The server went silent after the end of DATA: it may have taken the mail or not."""
+
+    uncertain = True
 
 
 class SmtpDisconnected(DeliveryError, ConnectionError):

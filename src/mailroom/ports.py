@@ -7,7 +7,6 @@ transport and the wake-up signal are asynchronous.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
@@ -48,6 +47,15 @@ class ClaimedMail:
     attempts: int
     expires_at: datetime | None
     has_from_header: bool
+    accepted_before: int = 0
+    """Recipients accepted at earlier attempts; they are not in ``recipients``."""
+    refused_before: int = 0
+    """Recipients refused for good at earlier attempts; they are not in ``recipients``."""
+
+    @property
+    def all_recipients(self) -> bool:
+        """Whether ``recipients`` is the whole envelope (no earlier attempt settled any of it)."""
+        return not (self.accepted_before or self.refused_before)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -61,14 +69,20 @@ class DeliveryResult:
     error: str | None
     attempt: DeliveryAttempt
     recipients: dict[str, tuple[str, int | None, str | None]] = field(default_factory=dict)
-    """Per recipient e-mail: (RecipientStatus value, SMTP code, reply text)."""
+    """Per recipient e-mail of this attempt: (RecipientStatus value, SMTP code, reply text)."""
+    all_recipients: bool = True
+    """Whether ``recipients`` covers the whole envelope (else only those this attempt went to)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SendReport:
-    """A server's answer to one message: the final reply and the recipients it refused."""
+    """A server's answer to one message: the reply to DATA, and the recipients it refused at RCPT.
 
-    code: int
+    ``refused`` holds temporary (4xx) and permanent (5xx) refusals alike, each with its own answer;
+    ``code`` is None when no recipient was accepted, so no DATA was sent.
+    """
+
+    code: int | None
     reply: str
     refused: dict[str, tuple[int, str]] = field(default_factory=dict)
 
@@ -101,6 +115,12 @@ class Outbox(Protocol):
 
     def release(self, claims: Sequence[ClaimedMail], *, retry_at: datetime, error: str | None = None) -> None:
         """Give unsent claims back to the queue without counting an attempt (shutdown, no server)."""
+
+    def extend_leases(self, claims: Sequence[ClaimedMail], *, until: datetime) -> set[str]:
+        """Renew the lease of mails this worker still holds (same claim token); returns their ids.
+
+        A mail missing from the answer was taken over by another worker (or finished): do not send it.
+        """
 
     def next_due_at(self) -> datetime | None:
         """When the earliest claimable mail becomes due, or None when the queue is empty."""
@@ -168,13 +188,21 @@ class SecretBox(Protocol):
 
 
 class SmtpSession(Protocol):
+    """One open, logged-in connection; its owner (one sender task) reconnects when it is gone."""
+
     async def send(self, sender: str, recipients: Sequence[str], message: bytes) -> SendReport:
-        """Send one message over the open connection; raises DeliveryError subclasses."""
+        """Send one message; raises DeliveryError subclasses for what concerns the whole mail."""
+
+    async def ensure_alive(self) -> bool:
+        """Whether the connection can take the next mail (checked with NOOP after an idle spell)."""
+
+    async def close(self) -> None:
+        """QUIT and close; never raises."""
 
 
 class Transport(Protocol):
-    def session(self, server: SmtpServer, password: str | None) -> AbstractAsyncContextManager[SmtpSession]:
-        """An open, logged-in connection; raises SmtpConnectError or SmtpAuthError when entered."""
+    async def connect(self, server: SmtpServer, password: str | None, *, sender: str | None = None) -> SmtpSession:
+        """Open and log in; raises SmtpConnectError or SmtpAuthError. ``sender`` helps choose the EHLO name."""
 
     async def probe(self, server: SmtpServer, password: str | None) -> list[ProbeStep]:
         """Connect, EHLO, STARTTLS and log in, reporting each step; never raises for SMTP trouble."""

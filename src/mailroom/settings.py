@@ -92,14 +92,26 @@ class Settings:
     dev_sink_port: int = 1025
     log_level: str = "INFO"
 
+    # delivery engine
+    smtp_helo_name: str | None = None
+    """The name given in EHLO; default: this host's FQDN when it is one, else the sender's domain."""
+    server_cooldown_seconds: float = 30.0
+    """A server that cannot be reached rests this long (doubling with each failure in a row; 10x after a
+    refused login) before the next connection; its mails go to the next server or wait, attempts unspent."""
+    uncertain_delivery: str = "resend"
+    """After silence following the whole message: ``resend`` after the backoff, or ``hold`` for an operator."""
+
     def __post_init__(self) -> None:
         positive = ("max_attachment_bytes", "max_message_bytes", "worker_batch_size", "worker_batch_bytes",
                     "smtp_connections_per_server", "lease_seconds", "poll_interval_seconds",
                     "retention_batch_size", "retention_interval_seconds", "min_password_length",
-                    "verification_code_hours", "reset_code_hours", "login_max_failures")
+                    "verification_code_hours", "reset_code_hours", "login_max_failures", "server_cooldown_seconds")
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ConfigurationError(f"{ENV_PREFIX}{name.upper()} must be positive", field=name)
+        if self.uncertain_delivery not in ("resend", "hold"):
+            raise ConfigurationError(f"{ENV_PREFIX}UNCERTAIN_DELIVERY must be resend or hold, "
+                                     f"not {self.uncertain_delivery!r}", field="uncertain_delivery")
         self.retry_policy  # noqa: B018 - validates the retry settings now, not at the first failure
         self.staging_policy  # noqa: B018
 

@@ -1,14 +1,23 @@
-"""The delivery loop: claim due mails, deliver them concurrently, write results, sleep until woken.
+"""The delivery loop: a dispatcher, one sender task per SMTP connection, a heartbeat and a result writer.
 
-The loop holds up to ``batch_size`` claimed mails and claims more when half have finished, so SMTP
-connections never wait for the database; of those, only as many are being delivered as there are
-connections to use, the rest wait in line; a claim also stops at ``batch_bytes`` of messages, so a queue
-of large mails cannot fill the memory. Results are written by one writer task that groups whatever
-has finished into one transaction (group commit): a crash loses at most the few results not yet
-written, whose mails then return to the queue when their lease ends.
+::
 
-Idle, the worker waits on the wake-up signal (in-process event, PostgreSQL NOTIFY) with a timeout that
-ends when the next scheduled or deferred mail is due, capped by ``poll_interval_seconds``.
+    dispatcher ──claim──▶ lane of server A ──▶ sender 1 (owns connection 1) ──▶ result writer ──▶ database
+         ▲                lane of server B ──▶ sender 2 (owns connection 2) ──┘
+         └── failover: a mail whose server cannot be reached goes back to the dispatcher for the next one
+
+- The dispatcher claims due mails and puts each on the lane of its server: the hinted one first, then by
+  priority, skipping servers that cool down. It holds only as many mails as its connections can send in
+  about half a lease, measured as it goes, so a slow server does not sit on a backlog others could send.
+- Each sender task owns one connection. It reads the password whenever it (re)connects, so a changed
+  password is used at once. A failed connect or login is the server's trouble, not the mail's: the
+  server's health (domain.server_health) shrinks its connections or cools it down, and the mail goes to
+  the next server, or back to the queue, with its attempt count unchanged.
+- The heartbeat renews the lease of every held mail, every third of a lease. A mail is started only while
+  its lease holds with room to spare; a mail another worker took over is dropped, never sent twice.
+- Results are written by one writer task in group commits. Every storage call retries a failing database
+  with backoff until it answers (or the worker stops): a database restart or a full disk pauses delivery,
+  it never ends the worker.
 """
 
 from __future__ import annotations
@@ -20,221 +29,209 @@ import functools
 import logging
 import os
 import socket
+import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-from mailroom.domain.servers import SmtpServer
-from mailroom.errors import NoServerConfigured
-from mailroom.ports import ClaimedMail, Clock, DeliveryResult, Outbox, ServerStore, Wakeup
-from mailroom.usecases.deliver_mail import DeliverMail, SessionPool
+from mailroom.domain.server_health import ServerHealth
+from mailroom.domain.servers import SmtpServer, servers_to_try
+from mailroom.errors import DeliveryError, NoServerConfigured, SecretError, SmtpAuthError, StorageError
+from mailroom.ports import ClaimedMail, Clock, DeliveryResult, Outbox, ServerStore, SmtpSession, Transport, Wakeup
+from mailroom.usecases.deliver_mail import DeliverMail
 from mailroom.usecases.retention import PurgeExpired
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-
-
 # How long the result writer waits for more results before a commit, and the most it writes at once.
-# Fewer, larger transactions cost SQLite far less per mail (rows of one batch share pages); a crash
-# can lose this much of results, whose mails are then sent again after their lease.
 RESULT_LINGER_SECONDS = 0.15
 RESULT_BATCH_MAX = 1000
+# A storage call that fails is tried again after these many seconds, doubling up to the cap.
+STORAGE_RETRY_FIRST_SECONDS = 0.1
+STORAGE_RETRY_MAX_SECONDS = 5.0
+# Until a lane has measured its servers, a mail is assumed to take this long to send.
+ASSUMED_SEND_SECONDS = 0.05
+
+
+@dataclass(slots=True, eq=False)
+class _Held:
+    """A claimed mail in this worker's hands."""
+
+    claim: ClaimedMail
+    lease_until: float  # monotonic
+    tried: set[str] = field(default_factory=set)  # servers this claim could not reach
+    why_not_sent: str | None = None
+
+
+class _Lane:
+    """One server's queue of mails and its sender tasks (one per connection)."""
+
+    def __init__(self, server: SmtpServer, health: ServerHealth) -> None:
+        self.server = server
+        self.health = health
+        self.queue: collections.deque[_Held] = collections.deque()
+        self.senders: set[asyncio.Task[None]] = set()
+        self.open_connections = 0
+        self.busy = 0
+        self.work = asyncio.Event()
+        self.send_seconds = ASSUMED_SEND_SECONDS  # moving average of one delivery
+
+    def put(self, held: _Held) -> None:
+        self.queue.append(held)
+        self.work.set()
 
 
 class Worker:
-    def __init__(self, *, outbox: Outbox, servers: ServerStore, deliver: DeliverMail, pool: SessionPool,
+    def __init__(self, *, outbox: Outbox, servers: ServerStore, deliver: DeliverMail, transport: Transport,
                  wakeup: Wakeup, clock: Clock, purge: PurgeExpired | None = None, batch_size: int = 300,
-                 batch_bytes: int | None = 32 * 1024 * 1024,
+                 batch_bytes: int | None = 32 * 1024 * 1024, connections_per_server: int = 4,
                  lease_seconds: float = 300.0, poll_interval_seconds: float = 2.0,
                  retention_interval_seconds: float = 600.0, shutdown_grace_seconds: float = 20.0,
-                 worker_id: str | None = None) -> None:
+                 server_cooldown_seconds: float = 30.0, worker_id: str | None = None) -> None:
         self.id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self._outbox = outbox
         self._servers = servers
         self._deliver = deliver
-        self._pool = pool
+        self._transport = transport
         self._wakeup = wakeup
         self._clock = clock
         self._purge = purge
         self._batch_size = batch_size
         self._batch_bytes = batch_bytes
+        self._per_server = connections_per_server
         self._lease_seconds = lease_seconds
         self._poll_seconds = poll_interval_seconds
         self._retention_seconds = retention_interval_seconds
         self._grace_seconds = shutdown_grace_seconds
+        self._cooldown_seconds = server_cooldown_seconds
         self._stopping = asyncio.Event()
-        self._inflight: dict[asyncio.Task[DeliveryResult], ClaimedMail] = {}
+        self._held: dict[str, _Held] = {}
+        self._lanes: dict[str, _Lane] = {}
+        self._health: dict[str, ServerHealth] = {}  # outlives a lane: a removed and re-added server keeps it
+        self._server_list: list[SmtpServer] = []
         self._results: asyncio.Queue[DeliveryResult | None] = asyncio.Queue()
-        self.delivered = 0
-        self._waiting_for_server = False
-        self._progress = asyncio.Event()  # a delivery finished
-        self._capacity = asyncio.Event()  # fewer than _refill_below in flight
-        self._refill_below = max(1, batch_size // 2)
         self._unwritten = 0
         self._all_written = asyncio.Event()
-        self._db_thread: ThreadPoolExecutor | None = None  # one per run()
-        self._queued: collections.deque[tuple[ClaimedMail, list[SmtpServer]]] = collections.deque()
-        self._connections = 1  # deliveries run at once: the pool's sessions over the enabled servers
-        self._nothing_running = asyncio.Event()  # ends the result writer's linger early
+        self._all_written.set()
+        self._progress = asyncio.Event()  # set when held mails fall to the refill mark, or some must go back
+        self._refill_at = 0
+        self._to_release: list[tuple[_Held, float]] = []  # (mail, monotonic time it may be due again)
+        self._db_thread: ThreadPoolExecutor | None = None
+        self._waiting_for_server = False
+        self.delivered = 0
+
+    # --- storage, retried -----------------------------------------------------------------------
 
     async def _in_db_thread(self, function: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
-        """Run a storage call on the worker's one database thread.
-
-        One thread, not the default pool: the worker's claims and result writes then queue in order
-        instead of meeting at SQLite's write lock (where the loser sleeps in the busy handler), and only
-        one thread competes with the event loop for the GIL.
-        """
+        """Run a storage call on the worker's one database thread (claims and writes queue in order there
+        instead of meeting at SQLite's write lock)."""
         assert self._db_thread is not None, "storage calls happen inside run()"
         return await asyncio.get_running_loop().run_in_executor(
             self._db_thread, functools.partial(function, *args, **kwargs))
+
+    async def _storage(self, what: str, function: Callable[..., T], /, *args: Any,
+                       give_up_after: float | None = None, **kwargs: Any) -> T:
+        """A storage call, tried again with backoff while the database fails; logged, never fatal.
+
+        ``give_up_after`` (seconds) bounds the retries during shutdown; the last error is raised then.
+        """
+        delay = STORAGE_RETRY_FIRST_SECONDS
+        started = time.monotonic()
+        failures = 0
+        while True:
+            try:
+                value = await self._in_db_thread(function, *args, **kwargs)
+            except StorageError as exc:
+                failures += 1
+                if failures == 1 or failures % 10 == 0:
+                    log.warning("worker %s: %s failed (%d time(s)), trying again: %s", self.id, what, failures, exc)
+                if give_up_after is not None and time.monotonic() - started + delay > give_up_after:
+                    raise
+                await asyncio.sleep(delay)
+                delay = min(STORAGE_RETRY_MAX_SECONDS, delay * 2)
+                continue
+            if failures:
+                log.warning("worker %s: %s works again after %d failure(s)", self.id, what, failures)
+            return value
+
+    # --- the run --------------------------------------------------------------------------------
 
     def stop(self) -> None:
         """Ask the loop to finish in-flight mails (up to the grace period) and return."""
         self._stopping.set()
         self._wakeup.notify()
+        for lane in self._lanes.values():
+            lane.work.set()
 
     async def run(self, *, until_idle: bool = False) -> None:
         """Deliver until ``stop()``; with ``until_idle``, return once nothing is due or in flight."""
         self._db_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mailroom-db")
-        writer = asyncio.create_task(self._write_results(), name="mailroom-results")
-        retention = asyncio.create_task(self._retention_loop(), name="mailroom-retention") if self._purge else None
+        helpers = [asyncio.create_task(self._write_results(), name="mailroom-results"),
+                   asyncio.create_task(self._heartbeat(), name="mailroom-heartbeat")]
+        if self._purge:
+            helpers.append(asyncio.create_task(self._retention_loop(), name="mailroom-retention"))
         log.info("worker %s started", self.id)
         try:
-            await self._loop(until_idle)
+            await self._dispatch(until_idle)
         finally:
-            await self._shutdown(writer, retention)
+            await self._shutdown(helpers)
             log.info("worker %s stopped after %d deliveries", self.id, self.delivered)
 
-    async def _loop(self, until_idle: bool) -> None:
-        half = max(1, self._batch_size // 2)
+    async def _dispatch(self, until_idle: bool) -> None:
         while not self._stopping.is_set():
-            claimed, asked = 0, 0
-            if self._held() < half:
-                asked = self._batch_size - self._held()
-                claimed = await self._claim_and_start(asked)
-            if not self._held():
-                if claimed == 0 and self._unwritten:
-                    # Results still on their way to the database may make mails due again (a retry).
-                    await self._all_written.wait()
-                    continue
-                if until_idle and claimed == 0:
-                    return
-                if claimed == 0 and self._waiting_for_server:
-                    await self._wakeup.wait(self._poll_seconds)  # due mail, but only a new server helps
-                elif claimed == 0:
-                    await self._idle_wait()
+            self._progress.clear()
+            await self._flush_releases()
+            capacity = self._capacity()
+            self._refill_at = capacity - capacity // 2
+            room = capacity - len(self._held)
+            claimed = 0
+            if room > 0 and (not self._held or room >= capacity // 2):
+                claimed = await self._claim(room)
+            if self._held:
+                await self._wait(self._progress, wakeup=claimed < room)
                 continue
-            if claimed == asked and claimed > 0:
-                await self._wait_for_capacity(half)  # more is due: refill as soon as half are done
+            if claimed:
+                continue
+            if self._unwritten or self._to_release:
+                # Results on their way to the database may make mails due again (a retry).
+                await self._wait(self._all_written, wakeup=False)
+                continue
+            if until_idle:
+                return
+            if self._waiting_for_server:
+                await self._wakeup.wait(self._poll_seconds)  # due mail, but only a new server helps
             else:
-                await self._wait_for_work(until_idle)
+                await self._idle_wait()
 
-    async def _claim_and_start(self, limit: int) -> int:
-        servers = await self._in_db_thread(self._servers.list)
-        now = self._clock.now()
-        if not any(s.enabled for s in servers):
-            await self._wait_for_a_server(now)
-            return 0
-        self._waiting_for_server = False
-        claims = await self._in_db_thread(self._outbox.claim, worker_id=self.id, limit=limit, now=now,
-                                          lease_seconds=self._lease_seconds, max_bytes=self._batch_bytes)
-        self._connections = self._pool.size * sum(1 for s in servers if s.enabled)
-        self._queued.extend((claim, servers) for claim in claims)
-        self._start_queued()
-        return len(claims)
+    def _capacity(self) -> int:
+        """Mails to hold: what the connections send in half a lease at the measured pace, within the batch."""
+        lanes = [lane for lane in self._lanes.values() if not lane.health.cooling(time.monotonic())]
+        connections = sum(lane.health.target for lane in lanes) or self._per_server
+        seconds = max((lane.send_seconds for lane in lanes), default=ASSUMED_SEND_SECONDS)
+        fits = int(connections * self._lease_seconds / 2 / max(seconds, 1e-3))
+        return max(1, min(self._batch_size, max(connections, fits)))
 
-    def _held(self) -> int:
-        """Claimed mails not yet finished: being delivered, or waiting for a connection."""
-        return len(self._inflight) + len(self._queued)
-
-    def _start_queued(self) -> None:
-        """Start as many deliveries as there are connections to use; the rest of the claim waits its turn.
-
-        A task per claimed mail, all parked on the pool's semaphore, would keep hundreds of coroutines
-        alive and cost the event loop more than the SMTP work itself.
-        """
-        while self._queued and len(self._inflight) < self._connections and not self._stopping.is_set():
-            claim, servers = self._queued.popleft()
-            task = asyncio.create_task(self._deliver_one(claim, servers))
-            self._inflight[task] = claim
-            task.add_done_callback(self._finished)
-
-    async def _wait_for_a_server(self, now: datetime) -> None:
-        """Nothing can go out: mark the oldest due mails with the reason once, then sleep until woken.
-
-        The mails stay due, so adding a server (which wakes workers) sends them at once; meanwhile the
-        loop waits for a wake-up or the poll interval instead of claiming them again and again.
-        """
-        if not self._waiting_for_server:
-            self._waiting_for_server = True
-            claims = await self._in_db_thread(self._outbox.claim, worker_id=self.id, limit=self._batch_size,
-                                              now=now, lease_seconds=self._lease_seconds,
-                                              max_bytes=self._batch_bytes)
-            if claims:
-                await self._in_db_thread(self._outbox.release, claims, retry_at=now, error=str(NoServerConfigured()))
-                log.warning("mail is waiting: no enabled SMTP server (add one with `mailroom smtp add`)")
-
-    async def _deliver_one(self, claim: ClaimedMail, servers: list[SmtpServer]) -> DeliveryResult:
-        result = await self._deliver(claim, servers)
-        self._unwritten += 1
-        self._all_written.clear()
-        await self._results.put(result)
-        return result
-
-    def _finished(self, task: asyncio.Task[DeliveryResult]) -> None:
-        """Done-callback of each delivery: O(1) bookkeeping, so a full batch costs no rescans of the others."""
-        claim = self._inflight.pop(task, None)
-        if claim is None:
-            return
-        self._start_queued()
-        if not self._inflight:
-            self._nothing_running.set()
-        if not task.cancelled():
-            exc = task.exception()
-            if exc is not None:
-                log.error("delivery of mail %s crashed; it returns to the queue when its lease ends",
-                          claim.id, exc_info=exc)
-            else:
-                self.delivered += 1
-        self._progress.set()
-        if self._held() < self._refill_below:
-            self._capacity.set()
-
-    async def _wait_for_capacity(self, half: int) -> None:
-        """More is due: sleep until half the batch is done, then refill (one wake-up per refill)."""
-        self._refill_below = half
-        if self._held() >= half:
-            self._capacity.clear()
-            await self._first_of(self._capacity)
-
-    async def _wait_for_work(self, until_idle: bool) -> None:
-        """Some mails in flight and the queue drained: wake on a finished mail or on new mail."""
-        self._progress.clear()
-        waker = None if until_idle else asyncio.create_task(self._wakeup.wait(None))
-        try:
-            await self._first_of(self._progress, extra=waker)
-        finally:
-            if waker is not None and not waker.done():
-                waker.cancel()
-
-    async def _first_of(self, event: asyncio.Event, *, extra: asyncio.Task[bool] | None = None) -> None:
+    async def _wait(self, event: asyncio.Event, *, wakeup: bool) -> None:
+        """Until ``event`` (room for a claim, results written) or a stop; with ``wakeup`` also new mail."""
         waiters: set[asyncio.Task[Any]] = {asyncio.create_task(event.wait()),
                                            asyncio.create_task(self._stopping.wait())}
-        if extra is not None:
-            waiters.add(extra)
+        if wakeup:
+            waiters.add(asyncio.create_task(self._wakeup.wait(self._poll_seconds)))
+        if self._to_release:
+            waiters.add(asyncio.create_task(asyncio.sleep(self._poll_seconds)))
         try:
             await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
         finally:
             for waiter in waiters:
-                if waiter is not extra:
-                    waiter.cancel()
+                waiter.cancel()
 
     async def _idle_wait(self) -> None:
         timeout = self._poll_seconds
-        next_due = await self._in_db_thread(self._outbox.next_due_at)
+        next_due = await self._storage("looking for the next due mail", self._outbox.next_due_at)
         if next_due is not None:
             timeout = min(timeout, max(0.0, (next_due - self._clock.now()).total_seconds()))
         if timeout > 0:
@@ -242,12 +239,259 @@ class Worker:
         else:
             await asyncio.sleep(0)
 
-    async def _write_results(self) -> None:
-        """Group commit: results that finish close together are written in one transaction.
+    # --- claiming and routing ---------------------------------------------------------------------
 
-        After the first result the writer lingers a moment for more, since one transaction per handful of
-        mails would make the database, not SMTP, the limit; it does not linger once nothing is running.
+    async def _claim(self, limit: int) -> int:
+        servers = await self._storage("reading the SMTP servers", self._servers.list)
+        self._update_lanes(servers)
+        now = self._clock.now()
+        if not any(s.enabled for s in servers):
+            await self._wait_for_a_server(now)
+            return 0
+        self._waiting_for_server = False
+        claims = await self._storage("claiming mails", self._outbox.claim, worker_id=self.id, limit=limit, now=now,
+                                     lease_seconds=self._lease_seconds, max_bytes=self._batch_bytes)
+        lease_until = time.monotonic() + self._lease_seconds
+        for claim in claims:
+            held = _Held(claim, lease_until)
+            self._held[claim.id] = held
+            settled = self._deliver.settle_without_sending(claim)
+            if settled is not None:
+                self._finish(held, settled)
+            else:
+                self._route(held)
+        return len(claims)
+
+    def _update_lanes(self, servers: list[SmtpServer]) -> None:
+        """Lanes follow the server list: a changed server gets a fresh lane, a removed one is drained."""
+        self._server_list = servers
+        current = {s.id: s for s in servers if s.enabled}
+        for server_id, lane in list(self._lanes.items()):
+            if current.get(server_id) != lane.server:
+                del self._lanes[server_id]
+                lane.work.set()  # its senders see the lane is gone, close their connections and end
+                for held in lane.queue:
+                    self._route(held)
+                lane.queue.clear()
+        for server_id, server in current.items():
+            if server_id not in self._lanes:
+                health = self._health.get(server_id)
+                if health is None or health.configured != self._per_server:
+                    health = self._health[server_id] = ServerHealth(configured=self._per_server,
+                                                                    base_seconds=self._cooldown_seconds)
+                self._lanes[server_id] = _Lane(server, health)
+
+    def _route(self, held: _Held) -> None:
+        """Put a mail on the lane of the first server it may use now, or give it back to the queue."""
+        now = time.monotonic()
+        for server in servers_to_try(self._server_list, held.claim.smtp_hint):
+            lane = self._lanes.get(server.id)
+            if lane is None or server.id in held.tried or lane.health.cooling(now):
+                continue
+            lane.put(held)
+            self._staff(lane)
+            return
+        cooling = [lane.health for lane in self._lanes.values() if lane.health.cooling(now)]
+        due_again = min((h.cooling_until for h in cooling), default=now)
+        if not held.why_not_sent:
+            reasons = [h.reason for h in cooling if h.reason]
+            held.why_not_sent = reasons[0] if reasons else str(NoServerConfigured(held.claim.smtp_hint))
+        self._to_release.append((held, due_again))
+        self._progress.set()  # the dispatcher gives it back
+
+    def _staff(self, lane: _Lane) -> None:
+        """Start sender tasks up to the lane's connection target, as far as it has mails for them."""
+        while len(lane.senders) < min(lane.health.target, len(lane.queue) + lane.busy) \
+                and not self._stopping.is_set():
+            task = asyncio.create_task(self._sender(lane), name=f"mailroom-sender-{lane.server.name}")
+            lane.senders.add(task)
+            task.add_done_callback(lane.senders.discard)
+
+    async def _flush_releases(self) -> None:
+        """Give mails no server could take back to the queue, due when their server's cool-down ends."""
+        if not self._to_release:
+            return
+        batch, self._to_release = self._to_release, []
+        by_reason: dict[tuple[str | None, float], list[ClaimedMail]] = collections.defaultdict(list)
+        for held, due_again in batch:
+            if self._held.pop(held.claim.id, None) is not None:
+                by_reason[held.why_not_sent, round(due_again)].append(held.claim)
+        now_wall, now_mono = self._clock.now(), time.monotonic()
+        for (reason, due_again), claims in by_reason.items():
+            retry_at = now_wall + timedelta(seconds=max(0.0, due_again - now_mono))
+            with contextlib.suppress(StorageError):  # only when stopping: the lease then brings them back
+                await self._storage("giving back mails no server could take", self._outbox.release, claims,
+                                    retry_at=retry_at, error=reason,
+                                    give_up_after=self._grace_seconds if self._stopping.is_set() else None)
+        if not self._unwritten:
+            self._all_written.set()
+
+    async def _wait_for_a_server(self, now: datetime) -> None:
+        """Nothing can go out: mark the oldest due mails with the reason once, then sleep until woken."""
+        if not self._waiting_for_server:
+            self._waiting_for_server = True
+            claims = await self._storage("claiming mails", self._outbox.claim, worker_id=self.id,
+                                         limit=self._batch_size, now=now, lease_seconds=self._lease_seconds,
+                                         max_bytes=self._batch_bytes)
+            if claims:
+                await self._storage("giving back mails", self._outbox.release, claims, retry_at=now,
+                                    error=str(NoServerConfigured()))
+                log.warning("mail is waiting: no enabled SMTP server (add one with `mailroom smtp add`)")
+
+    # --- sending ------------------------------------------------------------------------------------
+
+    def _holds_lease(self, held: _Held) -> bool:
+        """Whether the mail is still ours with time to spare to send it before the lease could end."""
+        margin = max(0.5, self._lease_seconds / 4)
+        return self._held.get(held.claim.id) is held and time.monotonic() + margin < held.lease_until
+
+    async def _sender(self, lane: _Lane) -> None:
+        """One connection to one server: take the lane's mails one by one until it has none or is gone."""
+        session: SmtpSession | None = None
+        try:
+            while not self._stopping.is_set() and self._lanes.get(lane.server.id) is lane:
+                if not lane.queue:
+                    # An open connection stays a moment: the next claim usually brings more mails for it.
+                    if (session is None and not lane.busy) or not await self._more_mail(lane):
+                        return
+                    continue
+                if len(lane.senders) > lane.health.target:
+                    return  # the server takes fewer connections: this one ends
+                held = lane.queue.popleft()
+                if not self._holds_lease(held):
+                    self._drop(held)
+                    continue
+                if session is None or not await session.ensure_alive():
+                    if session is not None:
+                        await session.close()
+                        session = None
+                        lane.open_connections -= 1
+                    session = await self._connect(lane, held)
+                    if session is None:
+                        if lane.health.cooling(time.monotonic()):
+                            self._reroute_lane(lane)
+                        return
+                lane.busy += 1
+                started = time.monotonic()
+                try:
+                    result = await self._deliver(held.claim, lane.server, session)
+                finally:
+                    lane.busy -= 1
+                lane.send_seconds = 0.5 * lane.send_seconds + 0.5 * (time.monotonic() - started)
+                if lane.health.sent():
+                    self._staff(lane)
+                self._finish(held, result)
+        finally:
+            if session is not None:
+                lane.open_connections -= 1
+                await session.close()
+
+    async def _more_mail(self, lane: _Lane) -> bool:
+        """Wait up to the poll interval for a mail on the lane; False when none came (or the worker stops)."""
+        deadline = time.monotonic() + max(self._poll_seconds, 1.0)
+        while not lane.queue:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or self._stopping.is_set() or self._lanes.get(lane.server.id) is not lane:
+                return False
+            lane.work.clear()
+            try:
+                await asyncio.wait_for(lane.work.wait(), remaining)
+            except TimeoutError:
+                return bool(lane.queue)
+        return True
+
+    async def _connect(self, lane: _Lane, held: _Held) -> SmtpSession | None:
+        """Open a connection for the lane, reading the password now; None when the server failed.
+
+        On failure the mail goes back: to the lane when other connections of ours are open (the server
+        takes fewer), else to the next server or the queue (the server cools down), its attempt uncounted.
         """
+        server = lane.server
+        try:
+            try:
+                password = await self._storage(f"reading the password of {server.name}", self._servers.password,
+                                               server.id)
+            except SecretError as exc:
+                raise SmtpAuthError(f"{server.name}: {exc}", server=server.name) from None
+            session = await self._transport.connect(server, password,
+                                                    sender=self._deliver.sender_of(held.claim, server))
+        except DeliveryError as exc:
+            auth = isinstance(exc, SmtpAuthError)
+            cools = lane.health.connect_failed(time.monotonic(), str(exc), open_connections=lane.open_connections,
+                                               auth=auth)
+            if cools:
+                log.warning("SMTP server %s cools down for %.0f s: %s", server.name,
+                            lane.health.cooling_until - time.monotonic(), exc)
+                held.tried.add(server.id)
+                held.why_not_sent = f"not sent yet: {exc}"
+                self._route(held)
+            else:
+                log.info("SMTP server %s takes %d connection(s) at most: %s", server.name, lane.health.target, exc)
+                lane.queue.appendleft(held)
+                lane.work.set()
+            return None
+        lane.health.connected()
+        lane.open_connections += 1
+        return session
+
+    def _reroute_lane(self, lane: _Lane) -> None:
+        """A cooling server's waiting mails go to the next server, or back to the queue."""
+        waiting = list(lane.queue)
+        lane.queue.clear()
+        for held in waiting:
+            held.tried.add(lane.server.id)
+            held.why_not_sent = held.why_not_sent or f"not sent yet: {lane.health.reason}"
+            self._route(held)
+
+    def _drop(self, held: _Held) -> None:
+        """A mail whose lease is gone: another worker may hold it now, so it is not sent here."""
+        if self._held.get(held.claim.id) is held:
+            del self._held[held.claim.id]
+        log.warning("mail %s not sent: its lease ended before it could start", held.claim.id)
+        self._made_room()
+
+    def _finish(self, held: _Held, result: DeliveryResult) -> None:
+        if self._held.get(held.claim.id) is held:
+            del self._held[held.claim.id]
+        self.delivered += 1
+        self._unwritten += 1
+        self._all_written.clear()
+        self._results.put_nowait(result)
+        self._made_room()
+
+    def _made_room(self) -> None:
+        """Wake the dispatcher once enough held mails are done for a refill (not for every mail)."""
+        if len(self._held) <= self._refill_at:
+            self._progress.set()
+
+    # --- leases -----------------------------------------------------------------------------------
+
+    async def _heartbeat(self) -> None:
+        """Renew the lease of every held mail, a third of a lease before it could run out."""
+        interval = self._lease_seconds / 3
+        while True:
+            await asyncio.sleep(interval)
+            held = list(self._held.values())
+            if not held:
+                continue
+            renewed_at = time.monotonic()
+            until = self._clock.now() + timedelta(seconds=self._lease_seconds)
+            try:
+                still = await self._storage("renewing leases", self._outbox.extend_leases,
+                                            [h.claim for h in held], until=until, give_up_after=interval)
+            except StorageError:
+                continue  # the held mails keep their old deadline: those past it will not be started
+            for h in held:
+                if h.claim.id in still:
+                    h.lease_until = renewed_at + self._lease_seconds
+                elif self._held.get(h.claim.id) is h and h.lease_until > renewed_at:
+                    # Finished meanwhile (its result not yet written) or taken over: either way not ours to send.
+                    h.lease_until = 0.0
+
+    # --- results --------------------------------------------------------------------------------------
+
+    async def _write_results(self) -> None:
+        """Group commit: results that finish close together are written in one transaction."""
         finished = False
         while not finished:
             batch: list[DeliveryResult] = []
@@ -261,12 +505,10 @@ class Worker:
                 if finished or len(batch) >= RESULT_BATCH_MAX:
                     break
                 if self._results.empty():
-                    if lingered or self._stopping.is_set() or not self._inflight:
+                    if lingered or self._stopping.is_set() or not any(lane.busy for lane in self._lanes.values()):
                         break
                     lingered = True
-                    self._nothing_running.clear()
-                    with contextlib.suppress(TimeoutError):  # more results are on their way, unless all done
-                        await asyncio.wait_for(self._nothing_running.wait(), RESULT_LINGER_SECONDS)
+                    await asyncio.sleep(RESULT_LINGER_SECONDS)
                     if self._results.empty():
                         break
                 item = self._results.get_nowait()
@@ -277,13 +519,13 @@ class Worker:
                     self._all_written.set()
 
     async def _record(self, batch: list[DeliveryResult]) -> None:
-        for attempt in range(5):
-            try:
-                await self._in_db_thread(self._outbox.record, batch)
-                return
-            except Exception:
-                log.exception("writing %d delivery results failed (try %d of 5)", len(batch), attempt + 1)
-                await asyncio.sleep(0.5 * (attempt + 1))
+        """Write results, trying again until the database takes them; when stopping, up to the grace."""
+        try:
+            await self._storage(f"writing {len(batch)} delivery result(s)", self._outbox.record, batch,
+                                give_up_after=self._grace_seconds if self._stopping.is_set() else None)
+        except StorageError:
+            log.error("worker %s could not write the results of mails %s; they are sent again after their lease",
+                      self.id, ", ".join(r.mail_id for r in batch))
 
     async def _retention_loop(self) -> None:
         assert self._purge is not None
@@ -295,26 +537,42 @@ class Worker:
                 log.exception("retention failed; trying again at the next interval")
             await asyncio.sleep(self._retention_seconds)
 
-    async def _shutdown(self, writer: asyncio.Task[None], retention: asyncio.Task[None] | None) -> None:
-        if retention is not None:
-            retention.cancel()
-        if self._queued:
-            not_started = [claim for claim, _ in self._queued]
-            self._queued.clear()
-            await self._in_db_thread(self._outbox.release, not_started, retry_at=self._clock.now())
-            log.info("released %d claimed mail(s) not yet started to the queue", len(not_started))
-        if self._inflight:
-            log.info("finishing %d in-flight mail(s), up to %.0f s", len(self._inflight), self._grace_seconds)
-            _done, pending = await asyncio.wait(set(self._inflight), timeout=self._grace_seconds)
-            unfinished = [self._inflight[t] for t in pending]
+    # --- stopping -------------------------------------------------------------------------------------
+
+    async def _shutdown(self, helpers: Sequence[asyncio.Task[None]]) -> None:
+        self._stopping.set()
+        deadline = time.monotonic() + self._grace_seconds
+        writer, *others = helpers
+        for task in others:
+            task.cancel()
+        not_started = [held for lane in self._lanes.values() for held in lane.queue]
+        for lane in self._lanes.values():
+            lane.queue.clear()
+            lane.work.set()
+        senders = {task for lane in self._lanes.values() for task in lane.senders}
+        if senders:
+            log.info("finishing in-flight mail(s), up to %.0f s", self._grace_seconds)
+            _done, pending = await asyncio.wait(senders, timeout=max(0.0, deadline - time.monotonic()))
             for task in pending:
                 task.cancel()
-            await asyncio.gather(*pending, return_exceptions=True)
-            if unfinished:
-                await self._in_db_thread(self._outbox.release, unfinished, retry_at=self._clock.now())
-                log.info("released %d unfinished mail(s) to the queue", len(unfinished))
+            await asyncio.gather(*pending, *others, return_exceptions=True)
+        else:
+            await asyncio.gather(*others, return_exceptions=True)
+        # Whatever is still held was not finished: back to the queue now instead of after the lease.
+        unfinished = [held.claim for held in self._held.values()]
+        self._held.clear()
+        self._to_release.clear()
+        if unfinished:
+            try:
+                await self._storage("giving back unfinished mails", self._outbox.release, unfinished,
+                                    retry_at=self._clock.now(),
+                                    give_up_after=max(0.5, deadline - time.monotonic()))
+                log.info("released %d claimed mail(s) not sent (%d never started) to the queue",
+                         len(unfinished), len(not_started))
+            except StorageError:
+                log.error("could not give back mails %s; they return when their lease ends",
+                          ", ".join(c.id for c in unfinished))
         await self._results.put(None)  # the writer records what is queued, then ends
         await writer
-        await self._pool.close()
         if self._db_thread is not None:
             self._db_thread.shutdown(wait=False)

@@ -79,3 +79,19 @@ def parse_addresses(values: str | Address | Sequence[str | Address] | None,
     if isinstance(values, (str, Address)):
         values = [values]
     return tuple(Address.parse(v, field=field) for v in values)
+
+
+def envelope_address(email_address: str) -> str:
+    """The form of an address for MAIL FROM / RCPT TO, the same as the headers use.
+
+    An internationalised domain goes out in its IDNA 2008 ASCII form (email-validator's ``ascii_email``,
+    as the MIME headers have it), so servers without SMTPUTF8 take the mail; a non-ASCII local part has
+    no ASCII form and needs SMTPUTF8.
+    """
+    if email_address.isascii():
+        return email_address
+    try:
+        valid = validate_email(email_address, check_deliverability=False, allow_smtputf8=True)
+    except EmailNotValidError:
+        return email_address
+    return valid.ascii_email or valid.normalized

@@ -2,7 +2,7 @@
 
 ::
 
-    queued ──claim──▶ sending ──2xx──▶ sent
+    queued ──claim──▶ sending ──2xx──▶ sent  (or partially_failed: some recipients refused for good)
       ▲                 │  └──5xx / attempts used up / expired──▶ failed
       │                 └──4xx, timeout, dropped──▶ deferred ──due──▶ sending
       └──────────── retry (failed) ◀──────────────────────────────┘
@@ -23,6 +23,7 @@ class MailStatus(enum.StrEnum):
     DEFERRED = "deferred"
     SENT = "sent"
     FAILED = "failed"
+    PARTIALLY_FAILED = "partially_failed"
     CANCELLED = "cancelled"
 
     @property
@@ -32,7 +33,7 @@ class MailStatus(enum.StrEnum):
 
 # A "sending" mail whose lease ran out is due again: its worker died.
 CLAIMABLE_STATUSES = (MailStatus.QUEUED, MailStatus.DEFERRED, MailStatus.SENDING)
-FINAL_STATUSES = frozenset({MailStatus.SENT, MailStatus.FAILED, MailStatus.CANCELLED})
+FINAL_STATUSES = frozenset({MailStatus.SENT, MailStatus.FAILED, MailStatus.PARTIALLY_FAILED, MailStatus.CANCELLED})
 RETRYABLE_STATUSES = frozenset({MailStatus.FAILED, MailStatus.CANCELLED})
 CANCELLABLE_STATUSES = frozenset({MailStatus.QUEUED, MailStatus.DEFERRED})
 
@@ -46,7 +47,13 @@ class RecipientKind(enum.StrEnum):
 class RecipientStatus(enum.StrEnum):
     PENDING = "pending"
     ACCEPTED = "accepted"
-    REFUSED = "refused"
+    DEFERRED = "deferred"  # refused for now (4xx at RCPT): the next attempt goes to it again
+    REFUSED = "refused"  # refused for good (5xx), or still deferred when the attempts ran out
+
+    @property
+    def is_done(self) -> bool:
+        """Whether later attempts leave this recipient out."""
+        return self in (RecipientStatus.ACCEPTED, RecipientStatus.REFUSED)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -69,9 +76,11 @@ class DeliveryAttempt:
     started_at: datetime
     duration_ms: int
     server_name: str | None
-    outcome: MailStatus  # sent, deferred or failed
+    outcome: MailStatus  # sent, partially_failed, deferred or failed
     code: int | None = None
     reply: str | None = None
+    uncertain: bool = False
+    """The server went silent after the whole message: it may have arrived (it is sent again by default)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import enum
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from mailroom.domain.addresses import Address, reject_line_breaks
+from mailroom.domain.addresses import Address, envelope_address, reject_line_breaks
 from mailroom.errors import ConfigurationError, InvalidInput
 
 
@@ -29,9 +30,12 @@ class ServerSettings:
     priority: int = 0
     enabled: bool = True
     timeout_seconds: float = 30.0
+    helo_name: str = ""
+    """The name mailroom gives in EHLO; empty: the worker's default (see ``helo_name_for``)."""
 
     def __post_init__(self) -> None:
-        for label, value in (("name", self.name), ("host", self.host), ("username", self.username)):
+        for label, value in (("name", self.name), ("host", self.host), ("username", self.username),
+                             ("EHLO name", self.helo_name)):
             reject_line_breaks(f"server {label}", value)
         if not self.name.strip():
             raise InvalidInput("an SMTP server needs a name", field="name")
@@ -48,6 +52,8 @@ class ServerSettings:
             Address.parse(self.sender, field="sender")
         if self.timeout_seconds <= 0:
             raise ConfigurationError("timeout_seconds must be positive", field="timeout_seconds")
+        if self.helo_name and not _HOSTNAME.fullmatch(self.helo_name):
+            raise InvalidInput(f"EHLO name {self.helo_name!r} is not a host name", field="helo_name")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -63,6 +69,36 @@ class SmtpServer(ServerSettings):
         if "@" in self.username:
             return self.username
         return None
+
+
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_HOSTNAME = re.compile(rf"(?=.{{1,253}}\Z){_LABEL}(?:\.{_LABEL})*\.?")
+
+
+def is_fully_qualified(name: str) -> bool:
+    """A dotted host name that is not a local one: what Postfix's ``reject_non_fqdn_helo_hostname`` accepts."""
+    lowered = name.lower().rstrip(".")
+    return "." in lowered and not lowered.endswith((".localdomain", ".local", ".localhost")) \
+        and bool(_HOSTNAME.fullmatch(lowered))
+
+
+def helo_name_for(server: SmtpServer, *, configured: str | None, fqdn: str, sender: str | None) -> str:
+    """The EHLO name: the server's own, else the configured one, else this host's FQDN when it is one,
+    else the domain of the sender (the server's sender address, else the mail's).
+
+    Many servers refuse a bare ``localhost`` for good (``reject_non_fqdn_helo_hostname``), so an
+    unqualified host name is the last resort, not the default.
+    """
+    if server.helo_name:
+        return server.helo_name
+    if configured:
+        return configured
+    if is_fully_qualified(fqdn):
+        return fqdn
+    for address in (server.from_address, sender):
+        if address and "@" in address:
+            return envelope_address(address).rpartition("@")[2]
+    return fqdn
 
 
 def servers_to_try(servers: Iterable[SmtpServer], hint: str | None) -> list[SmtpServer]:

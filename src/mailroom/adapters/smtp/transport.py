@@ -11,18 +11,19 @@ import base64
 import socket
 import ssl
 import time
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Sequence
 from functools import cache
 
 import aiosmtplib
 
-from mailroom.domain.servers import Security, SmtpServer
+from mailroom.domain.addresses import envelope_address
+from mailroom.domain.servers import Security, SmtpServer, helo_name_for, is_fully_qualified
 from mailroom.errors import (
     DeliveryError,
     SmtpAuthError,
     SmtpConnectError,
     SmtpDisconnected,
+    SmtpOutcomeUnknown,
     SmtpPermanentError,
     SmtpTemporaryError,
     SmtpTimeout,
@@ -35,46 +36,43 @@ IDLE_CHECK_SECONDS = 5.0
 
 
 @cache
-def _default_local_hostname() -> str:
+def _fqdn() -> str:
     return socket.getfqdn()
 
 
 class AiosmtplibTransport:
     """Implements the ``Transport`` port."""
 
-    def __init__(self, *, ca_file: str | None = None, local_hostname: str | None = None) -> None:
+    def __init__(self, *, ca_file: str | None = None, helo_name: str | None = None) -> None:
         self._ca_file = ca_file
-        self._local_hostname = local_hostname
+        self._helo_name = helo_name
 
     def tls_context(self) -> ssl.SSLContext:
         """Certificates are always verified; a custom CA file adds to (tests: replaces) the trust store."""
         return ssl.create_default_context(cafile=self._ca_file)
 
-    def client(self, server: SmtpServer) -> aiosmtplib.SMTP:
+    def helo_name(self, server: SmtpServer, sender: str | None = None) -> str:
+        return helo_name_for(server, configured=self._helo_name, fqdn=_fqdn(), sender=sender)
+
+    def client(self, server: SmtpServer, *, sender: str | None = None,
+               start_tls: bool | None = None) -> aiosmtplib.SMTP:
         return aiosmtplib.SMTP(
             hostname=server.host, port=server.port, timeout=server.timeout_seconds,
-            use_tls=server.security is Security.TLS, start_tls=server.security is Security.STARTTLS,
+            use_tls=server.security is Security.TLS,
+            start_tls=server.security is Security.STARTTLS if start_tls is None else start_tls,
             tls_context=self.tls_context() if server.security is not Security.NONE else None,
-            local_hostname=self._local_hostname or _default_local_hostname(),
+            local_hostname=self.helo_name(server, sender),
         )
 
-    @asynccontextmanager
-    async def session(self, server: SmtpServer, password: str | None) -> AsyncIterator[AiosmtplibSession]:
-        session = AiosmtplibSession(self, server, password)
+    async def connect(self, server: SmtpServer, password: str | None, *,
+                      sender: str | None = None) -> AiosmtplibSession:
+        session = AiosmtplibSession(self, server, password, sender=sender)
         await session.open()
-        try:
-            yield session
-        finally:
-            await session.close()
+        return session
 
     async def probe(self, server: SmtpServer, password: str | None) -> list[ProbeStep]:
         steps: list[ProbeStep] = []
-        client = aiosmtplib.SMTP(
-            hostname=server.host, port=server.port, timeout=server.timeout_seconds,
-            use_tls=server.security is Security.TLS, start_tls=False,
-            tls_context=self.tls_context() if server.security is not Security.NONE else None,
-            local_hostname=self._local_hostname or _default_local_hostname(),
-        )
+        client = self.client(server, start_tls=False)
         scrub = _Scrubber(password)
         where = f"{server.host}:{server.port}"
         try:
@@ -90,7 +88,12 @@ class AiosmtplibTransport:
             step = "ehlo"
             try:
                 reply = await client.ehlo()
-                steps.append(ProbeStep(name=step, ok=True, detail=f"{reply.code} {_first_line(reply.message)}"))
+                helo = client.local_hostname or ""
+                detail = f"{reply.code} {_first_line(reply.message)} (as {helo})"
+                if not is_fully_qualified(helo):
+                    detail += (f"; warning: {helo!r} is not a fully qualified host name, which many servers refuse "
+                               "for good: set MAILROOM_SMTP_HELO_NAME or the server's EHLO name")
+                steps.append(ProbeStep(name=step, ok=True, detail=detail))
                 if server.security is Security.STARTTLS:
                     step = "starttls"
                     reply = await client.starttls()
@@ -110,18 +113,21 @@ class AiosmtplibTransport:
 
 
 class AiosmtplibSession:
-    """One logged-in connection; reconnects by itself when the server closed it between mails."""
+    """One logged-in connection, owned by one sender task: it never reconnects by itself, so that a
+    reconnect always reads the password afresh and counts against the server's health, not the mail."""
 
-    def __init__(self, transport: AiosmtplibTransport, server: SmtpServer, password: str | None) -> None:
+    def __init__(self, transport: AiosmtplibTransport, server: SmtpServer, password: str | None, *,
+                 sender: str | None = None) -> None:
         self._transport = transport
         self._server = server
         self._password = password
+        self._sender = sender
         self._scrub = _Scrubber(password)
         self._client: aiosmtplib.SMTP | None = None
         self._last_used = 0.0
 
     async def open(self) -> None:
-        client = self._transport.client(self._server)
+        client = self._transport.client(self._server, sender=self._sender)
         try:
             await client.connect()
         except (aiosmtplib.SMTPException, OSError) as exc:
@@ -158,39 +164,55 @@ class AiosmtplibSession:
         finally:
             client.close()
 
-    async def _ready_client(self) -> aiosmtplib.SMTP:
+    async def ensure_alive(self) -> bool:
         client = self._client
-        if client is not None and client.is_connected and time.monotonic() - self._last_used > IDLE_CHECK_SECONDS:
+        if client is None or not client.is_connected:
+            return False
+        if time.monotonic() - self._last_used > IDLE_CHECK_SECONDS:
             try:
                 await client.noop()
             except (aiosmtplib.SMTPException, OSError):
                 client.close()
-        if client is None or not client.is_connected:
-            await self.close()
-            await self.open()
-            client = self._client
-            assert client is not None
-        return client
+                return False
+        return True
 
     async def send(self, sender: str, recipients: Sequence[str], message: bytes) -> SendReport:
-        client = await self._ready_client()
-        envelope_sender = _envelope_address(sender)
-        envelope = [_envelope_address(r) for r in recipients]
-        options = ["SMTPUTF8"] if not all(a.isascii() for a in (envelope_sender, *envelope)) else []
+        client = self._client
+        if client is None or not client.is_connected:
+            raise SmtpDisconnected(f"{self._server.name}: the connection is closed", server=self._server.name)
+        envelope_sender = envelope_address(sender)
+        envelope = [envelope_address(r) for r in recipients]
+        utf8 = not all(a.isascii() for a in (envelope_sender, *envelope))
+        if utf8 and not client.supports_extension("smtputf8"):
+            raise SmtpPermanentError(f"{self._server.name}: the mail has an address that cannot be written in ASCII "
+                                     "and the server does not offer SMTPUTF8", server=self._server.name)
+        options = ["SMTPUTF8"] if utf8 else []
+        encoding = "utf-8" if utf8 else "ascii"
+        refused: dict[str, tuple[int, str]] = {}
+        in_data = False
         try:
-            refused, reply = await client.sendmail(envelope_sender, envelope, message, mail_options=options)
-        except aiosmtplib.SMTPRecipientsRefused as exc:
-            codes = [r.code for r in exc.recipients]
-            replies = "; ".join(f"{r.recipient}: {r.code} {r.message}" for r in exc.recipients)
-            error_type = SmtpPermanentError if all(c >= 500 for c in codes) else SmtpTemporaryError
-            raise error_type(f"{self._server.name}: every recipient refused ({replies})", code=max(codes),
-                             reply=replies, server=self._server.name) from None
+            await client.mail(envelope_sender, options=options, encoding=encoding)
+            for recipient, address in zip(recipients, envelope, strict=True):
+                try:
+                    await client.rcpt(address, encoding=encoding)
+                except aiosmtplib.SMTPRecipientRefused as exc:
+                    refused[recipient] = (exc.code, exc.message)
+            if len(refused) == len(recipients):
+                await client.rset()
+                self._last_used = time.monotonic()
+                return SendReport(code=None, reply="no recipient was accepted", refused=refused)
+            in_data = True
+            response = await client.data(message)
         except aiosmtplib.SMTPResponseException as exc:
+            await self._reset(client)
             error_type = SmtpPermanentError if exc.code >= 500 else SmtpTemporaryError
             raise error_type(self._message("message refused", exc), code=exc.code, reply=exc.message,
                              server=self._server.name) from None
         except aiosmtplib.SMTPTimeoutError as exc:
             client.close()
+            if in_data:
+                raise SmtpOutcomeUnknown(self._message("no answer after the message was sent; it may have arrived",
+                                                       exc), server=self._server.name) from None
             raise SmtpTimeout(self._message("no answer in time", exc), server=self._server.name) from None
         except (aiosmtplib.SMTPServerDisconnected, ConnectionError) as exc:
             client.close()
@@ -202,9 +224,16 @@ class AiosmtplibSession:
             client.close()
             raise DeliveryError(self._message("SMTP error", exc), server=self._server.name) from None
         self._last_used = time.monotonic()
-        by_envelope = dict(zip(envelope, recipients, strict=True))
-        return SendReport(code=250, reply=reply,
-                          refused={by_envelope.get(a, a): (r.code, r.message) for a, r in refused.items()})
+        return SendReport(code=response.code, reply=response.message, refused=refused)
+
+    async def _reset(self, client: aiosmtplib.SMTP) -> None:
+        """RSET after a refusal, so the connection can take the next mail; a failed RSET closes it."""
+        if not client.is_connected:
+            return
+        try:
+            await client.rset()
+        except (aiosmtplib.SMTPException, OSError):
+            client.close()
 
     def _message(self, what: str, exc: BaseException) -> str:
         return self._scrub(f"{self._server.name}: {what}: {_describe(exc)}")
@@ -223,17 +252,6 @@ class _Scrubber:
         for secret in self._secrets:
             text = text.replace(secret, "********")
         return text
-
-
-def _envelope_address(address: str) -> str:
-    """ASCII (IDNA) domain when the local part is ASCII, so servers without SMTPUTF8 take the mail."""
-    local, _, domain = address.rpartition("@")
-    if domain.isascii() or not local.isascii():
-        return address
-    try:
-        return f"{local}@{domain.encode('idna').decode('ascii')}"
-    except UnicodeError:
-        return address
 
 
 def _describe(exc: BaseException) -> str:

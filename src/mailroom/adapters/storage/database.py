@@ -9,9 +9,16 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import (
+    ArgumentError,
+    DBAPIError,
+    DisconnectionError,
+    InterfaceError,
+    OperationalError,
+    SQLAlchemyError,
+)
 
-from mailroom.errors import ConfigurationError, StorageError
+from mailroom.errors import ConfigurationError, StorageError, StorageUnavailable
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -62,8 +69,12 @@ class Database:
     def _translated(self) -> Iterator[None]:
         try:
             yield
-        except OperationalError as exc:
-            raise StorageError(f"the database is unavailable or busy: {exc.orig}") from exc
+        except (OperationalError, InterfaceError, DisconnectionError) as exc:
+            raise StorageUnavailable(f"the database is unavailable, busy or full: {_cause(exc)}") from exc
+        except DBAPIError as exc:
+            if exc.connection_invalidated:
+                raise StorageUnavailable(f"the database connection was lost: {_cause(exc)}") from exc
+            raise StorageError(f"the database refused the operation: {exc}") from exc
         except SQLAlchemyError as exc:
             if isinstance(exc.__cause__, StorageError):
                 raise
@@ -82,6 +93,10 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+def _cause(exc: SQLAlchemyError) -> str:
+    return str(getattr(exc, "orig", None) or exc).strip().splitlines()[0] if str(exc) else type(exc).__name__
 
 
 def _setup_sqlite(engine: Engine) -> None:

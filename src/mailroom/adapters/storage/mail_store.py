@@ -87,6 +87,21 @@ _RECORD_OUTCOMES = BulkStatement(
             updated_at=bindparam("updated_at"), sent_at=bindparam("sent_at"),
             finished_at=bindparam("finished_at"), claim_token=null())
 )
+_HOLDERS = select(mails.c.id, mails.c.claim_token).where(mails.c.id.in_(_IDS))
+_HOLDERS_LOCKED = _HOLDERS.with_for_update()  # PostgreSQL: no other worker re-claims them mid-write
+_EXTEND_LEASES = (
+    update(mails)
+    .where(mails.c.id.in_(_IDS), mails.c.claim_token == bindparam("token"),
+           mails.c.status == MailStatus.SENDING.value)
+    .values(next_attempt_at=bindparam("until", type_=mails.c.next_attempt_at.type))
+    .returning(mails.c.id)
+)
+_SETTLED_RECIPIENTS = (
+    select(mail_recipients.c.mail_id, mail_recipients.c.email, mail_recipients.c.status)
+    .where(mail_recipients.c.mail_id.in_(_IDS),
+           mail_recipients.c.status.in_([s.value for s in RecipientStatus if s.is_done]))
+)
+_DELIVERED = frozenset({MailStatus.SENT, MailStatus.PARTIALLY_FAILED})
 _RECORD_ANSWER_TO_ALL = (
     update(mail_recipients).where(mail_recipients.c.mail_id.in_(_IDS))
     .values(status=bindparam("status"), code=bindparam("code"), reply=bindparam("reply"))
@@ -163,47 +178,80 @@ class SqlMailStore:
                 _give_back(conn, [(row.id, token, row.attempts) for row in surplus], retry_at=now, error=None)
             contents = {mail_id: (message, envelope) for mail_id, message, envelope
                         in conn.execute(_CONTENTS, {"ids": [row.id for row in rows]})}
+            # A retry goes only to the recipients earlier attempts did not settle (a 4xx at RCPT defers one).
+            retried = [row.id for row in rows if row.attempts > 1]
+            settled: dict[str, dict[str, str]] = defaultdict(dict)
+            if retried:
+                for mail_id, email, status in conn.execute(_SETTLED_RECIPIENTS, {"ids": retried}):
+                    settled[mail_id][email] = status
         claims = []
         for row in rows:
             message, envelope = contents.get(row.id, (None, ""))  # no content: retention dropped it
+            recipients = tuple(envelope.split("\n")) if envelope else ()
+            done = settled.get(row.id)
+            if done:
+                recipients = tuple(r for r in recipients if r not in done)
+            statuses = list(done.values()) if done else []
             claims.append(ClaimedMail(
                 id=row.id, claim_token=token, message=message, envelope_sender=row.envelope_sender,
-                recipients=tuple(envelope.split("\n")) if envelope else (), smtp_hint=row.smtp_hint,
-                attempts=row.attempts, expires_at=row.expires_at, has_from_header=row.has_from))
+                recipients=recipients, smtp_hint=row.smtp_hint,
+                attempts=row.attempts, expires_at=row.expires_at, has_from_header=row.has_from,
+                accepted_before=statuses.count(RecipientStatus.ACCEPTED.value),
+                refused_before=statuses.count(RecipientStatus.REFUSED.value)))
         return claims
 
     def record(self, results: Sequence[DeliveryResult]) -> None:
         if not results:
             return
         with self._db.write() as conn:
+            # Every attempt is kept, also one whose claim was lost: it happened. The mail's state and its
+            # recipients' answers are written only under the claim token that is still the mail's (a worker
+            # whose lease ran out must not overwrite what the worker that took over found).
             _INSERT_ATTEMPTS.execute(conn, [{
                 "mail_id": r.mail_id, "number": r.attempt.number, "started_at": r.attempt.started_at,
                 "duration_ms": r.attempt.duration_ms, "server_name": r.attempt.server_name,
                 "outcome": r.attempt.outcome.value, "code": r.attempt.code, "reply": r.attempt.reply,
+                "uncertain": r.attempt.uncertain,
             } for r in results])
-            finished_at = {r.mail_id: r.attempt.started_at for r in results if r.status.is_final}
+            holders = _HOLDERS_LOCKED if self._db.is_postgres else _HOLDERS
+            tokens = dict(conn.execute(holders, {"ids": [r.mail_id for r in results]}).all())
+            current = [r for r in results if tokens.get(r.mail_id) == r.claim_token]
+            if not current:
+                return
             _RECORD_OUTCOMES.execute(conn, [{
                 "b_id": r.mail_id, "b_token": r.claim_token, "status": r.status.value,
                 "next_attempt_at": r.next_attempt_at, "last_error": r.error,
                 "server_name": r.attempt.server_name, "updated_at": r.attempt.started_at,
-                "sent_at": r.attempt.started_at if r.status is MailStatus.SENT else None,
-                "finished_at": finished_at.get(r.mail_id),
-            } for r in results])
+                "sent_at": r.attempt.started_at if r.status in _DELIVERED else None,
+                "finished_at": r.attempt.started_at if r.status.is_final else None,
+            } for r in current])
             # Most mails end with every recipient given the same answer (all accepted with one 250): one
             # UPDATE per distinct answer covers them, instead of a row-by-row executemany.
             uniform: dict[tuple[str, int | None, str | None], list[str]] = defaultdict(list)
-            mixed: list[dict[str, Any]] = []
-            for r in results:
+            one_by_one: list[dict[str, Any]] = []
+            for r in current:
                 answers = set(r.recipients.values())
-                if len(answers) == 1:
+                if len(answers) == 1 and r.all_recipients:
                     uniform[answers.pop()].append(r.mail_id)
                 else:
-                    mixed += [{"b_mail_id": r.mail_id, "b_email": email, "status": status, "code": code,
-                               "reply": reply} for email, (status, code, reply) in r.recipients.items()]
+                    one_by_one += [{"b_mail_id": r.mail_id, "b_email": email, "status": status, "code": code,
+                                    "reply": reply} for email, (status, code, reply) in r.recipients.items()]
             for (status, code, reply), mail_ids in uniform.items():
                 conn.execute(_RECORD_ANSWER_TO_ALL, {"ids": mail_ids, "status": status, "code": code, "reply": reply})
-            if mixed:
-                conn.execute(_RECORD_ANSWER_TO_ONE, mixed)
+            if one_by_one:
+                conn.execute(_RECORD_ANSWER_TO_ONE, one_by_one)
+
+    def extend_leases(self, claims: Sequence[ClaimedMail], *, until: datetime) -> set[str]:
+        if not claims:
+            return set()
+        by_token: dict[str, list[str]] = defaultdict(list)
+        for claim in claims:
+            by_token[claim.claim_token].append(claim.id)
+        still: set[str] = set()
+        with self._db.write() as conn:
+            for token, ids in by_token.items():
+                still.update(conn.execute(_EXTEND_LEASES, {"ids": ids, "token": token, "until": until}).scalars())
+        return still
 
     def release(self, claims: Sequence[ClaimedMail], *, retry_at: datetime, error: str | None = None) -> None:
         if not claims:
@@ -349,7 +397,7 @@ class SqlMailStore:
             attempts = tuple(
                 DeliveryAttempt(number=a.number, started_at=a.started_at, duration_ms=a.duration_ms,
                                 server_name=a.server_name, outcome=MailStatus(a.outcome), code=a.code,
-                                reply=a.reply)
+                                reply=a.reply, uncertain=a.uncertain)
                 for a in conn.execute(select(mail_attempts).where(mail_attempts.c.mail_id == mail_id)
                                       .order_by(mail_attempts.c.id))
             )

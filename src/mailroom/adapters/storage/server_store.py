@@ -83,10 +83,11 @@ def _values(settings: ServerSettings) -> dict[str, Any]:
     return {"name": settings.name, "host": settings.host, "port": settings.port,
             "security": settings.security.value, "username": settings.username, "sender": settings.sender,
             "priority": settings.priority, "enabled": settings.enabled,
-            "timeout_seconds": settings.timeout_seconds}
+            "timeout_seconds": settings.timeout_seconds, "helo_name": settings.helo_name}
 
 
 def _to_server(row: Row[Any]) -> SmtpServer:
     return SmtpServer(id=row.id, name=row.name, host=row.host, port=row.port, security=Security(row.security),
                       username=row.username, sender=row.sender, priority=row.priority, enabled=row.enabled,
-                      timeout_seconds=row.timeout_seconds, has_password=row.password_encrypted is not None)
+                      timeout_seconds=row.timeout_seconds, helo_name=row.helo_name,
+                      has_password=row.password_encrypted is not None)

@@ -128,6 +128,7 @@ mail_attempts = Table(
     Column("outcome", String(16), nullable=False),
     Column("code", SmallInteger),
     Column("reply", Text),
+    Column("uncertain", Boolean, nullable=False, default=False),  # silence after DATA: it may have arrived
     Index(None, "mail_id"),
 )
 
@@ -153,6 +154,7 @@ smtp_servers = Table(
     Column("priority", Integer, nullable=False, default=0),
     Column("enabled", Boolean, nullable=False, default=True),
     Column("timeout_seconds", Float, nullable=False),
+    Column("helo_name", String(253), nullable=False, default=""),
     Column("created_at", UtcDateTime, nullable=False),
     Column("updated_at", UtcDateTime, nullable=False),
 )
