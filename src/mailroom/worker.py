@@ -301,8 +301,9 @@ class Worker:
 
     def _staff(self, lane: _Lane) -> None:
         """Start sender tasks up to the lane's connection target, as far as it has mails for them."""
-        while len(lane.senders) < min(lane.health.target, len(lane.queue) + lane.busy) \
-                and not self._stopping.is_set():
+        # Until one connection is open, one sender tries: a server that is down is not hit in parallel.
+        target = lane.health.target if lane.open_connections else 1
+        while len(lane.senders) < min(target, len(lane.queue) + lane.busy) and not self._stopping.is_set():
             task = asyncio.create_task(self._sender(lane), name=f"mailroom-sender-{lane.server.name}")
             lane.senders.add(task)
             task.add_done_callback(lane.senders.discard)
@@ -342,7 +343,7 @@ class Worker:
 
     def _holds_lease(self, held: _Held) -> bool:
         """Whether the mail is still ours with time to spare to send it before the lease could end."""
-        margin = max(0.5, self._lease_seconds / 4)
+        margin = self._lease_seconds / 4  # the heartbeat renews every third of a lease
         return self._held.get(held.claim.id) is held and time.monotonic() + margin < held.lease_until
 
     async def _sender(self, lane: _Lane) -> None:
@@ -416,6 +417,10 @@ class Worker:
             session = await self._transport.connect(server, password,
                                                     sender=self._deliver.sender_of(held.claim, server))
         except DeliveryError as exc:
+            if lane.health.cooling(time.monotonic()):  # another connection of the lane failed just before
+                held.tried.add(server.id)
+                self._route(held)
+                return None
             auth = isinstance(exc, SmtpAuthError)
             cools = lane.health.connect_failed(time.monotonic(), str(exc), open_connections=lane.open_connections,
                                                auth=auth)
@@ -432,6 +437,7 @@ class Worker:
             return None
         lane.health.connected()
         lane.open_connections += 1
+        self._staff(lane)  # the server answers: open the lane's other connections
         return session
 
     def _reroute_lane(self, lane: _Lane) -> None:

@@ -1,0 +1,197 @@
+"""The worker's logic without a database or a network: in-memory fakes of its ports (tests/support/fakes.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+
+import pytest
+
+from mailroom.domain.outbox import MailStatus
+from mailroom.domain.retry import RetryPolicy
+from mailroom.usecases.deliver_mail import DeliverMail
+from mailroom.worker import Worker
+from tests.support.fakes import FakeOutbox, FakeServerStore, FakeTransport, RealClock, server
+
+
+class _NoWakeup:
+    def notify(self) -> None:
+        pass
+
+    async def wait(self, timeout: float | None) -> bool:
+        await asyncio.sleep(min(timeout or 0.05, 0.05))
+        return False
+
+
+class _Builder:
+    def build(self, mail: object, *, message_id: str, date: object) -> bytes:
+        raise NotImplementedError
+
+    def with_from(self, message: bytes, sender: str) -> bytes:
+        return message
+
+    def make_message_id(self, mail: object) -> str:
+        raise NotImplementedError
+
+
+def make_worker(outbox: FakeOutbox, servers: FakeServerStore, transport: FakeTransport, **options: object) -> Worker:
+    clock = RealClock()
+    retry_delay = float(options.pop("retry_delay", 0))  # type: ignore[arg-type]
+    settings: dict[str, object] = {"batch_size": 50, "lease_seconds": 30.0, "poll_interval_seconds": 0.05,
+                                   "connections_per_server": 2, "server_cooldown_seconds": 30.0,
+                                   "shutdown_grace_seconds": 2.0} | options
+    deliver = DeliverMail(builder=_Builder(), clock=clock, policy=RetryPolicy(base_delay_seconds=retry_delay, jitter=0))
+    return Worker(outbox=outbox, servers=servers, deliver=deliver, transport=transport,  # type: ignore[arg-type]
+                  wakeup=_NoWakeup(), clock=clock, **settings)  # type: ignore[arg-type]
+
+
+def run(worker: Worker) -> None:
+    asyncio.run(asyncio.wait_for(worker.run(until_idle=True), timeout=30))
+
+
+def test_a_database_blip_does_not_end_the_worker(caplog: pytest.LogCaptureFixture) -> None:
+    outbox, servers, transport = FakeOutbox(), FakeServerStore(server()), FakeTransport()
+    for n in range(5):
+        outbox.put(f"m{n}")
+    outbox.fail["claim"] = 2
+    outbox.fail["record"] = 2
+    servers.fail["list"] = 1
+    run(make_worker(outbox, servers, transport))
+    assert {m.status for m in outbox.mails.values()} == {MailStatus.SENT}
+    assert outbox.fail.raised == {"claim": 2, "record": 2}
+    assert "trying again" in caplog.text and "works again" in caplog.text
+
+
+def test_a_password_read_that_fails_once_is_read_again_at_the_next_connect() -> None:
+    outbox, servers, transport = FakeOutbox(), FakeServerStore(server()), FakeTransport()
+    outbox.put("m1")
+    servers.fail["password"] = 1
+    run(make_worker(outbox, servers, transport))
+    assert outbox.mails["m1"].status is MailStatus.SENT
+
+
+def test_every_connect_reads_the_password_again() -> None:
+    """The stale password cache: a changed password must be used at the next connection, not after a restart."""
+    outbox, servers, transport = FakeOutbox(), FakeServerStore(server()), FakeTransport()
+    outbox.put("m1")
+    run(make_worker(outbox, servers, transport))
+    servers.password_value = "secret-2"
+    outbox.put("m2")
+    run(make_worker(outbox, servers, transport))
+    assert [s.password for s in transport.sent] == ["secret-1", "secret-2"]
+
+
+def test_mails_outlasting_their_lease_are_renewed_and_sent_once_by_two_workers() -> None:
+    """A batch that takes longer than the lease: the heartbeat keeps it, nobody sends a mail twice."""
+    outbox, servers, transport = FakeOutbox(), FakeServerStore(server()), FakeTransport()
+    transport.send_delay = 0.05
+    for n in range(30):
+        outbox.put(f"m{n:02}")
+
+    async def both() -> None:
+        first = make_worker(outbox, servers, transport, lease_seconds=0.6, connections_per_server=1)
+        second = make_worker(outbox, servers, transport, lease_seconds=0.6, connections_per_server=1)
+        await asyncio.wait_for(asyncio.gather(first.run(until_idle=True), second.run(until_idle=True)), 30)
+
+    asyncio.run(both())
+    copies = collections.Counter(r for s in transport.sent for r in s.recipients)
+    assert len(copies) == 30 and set(copies.values()) == {1}
+    assert {m.status for m in outbox.mails.values()} == {MailStatus.SENT}
+    assert outbox.extended > 0
+    assert max(m.attempts for m in outbox.mails.values()) == 1
+
+
+def test_a_mail_taken_over_by_another_worker_is_not_sent() -> None:
+    outbox, servers, transport = FakeOutbox(), FakeServerStore(server()), FakeTransport()
+    transport.send_delay = 0.1
+    for n in range(6):
+        outbox.put(f"m{n}")
+    worker = make_worker(outbox, servers, transport, lease_seconds=0.45, connections_per_server=1)
+
+    async def steal_the_rest() -> None:
+        await asyncio.sleep(0.05)  # m0 is being sent, the rest wait for the one connection
+        for n in range(2, 6):
+            outbox.steal(f"m{n}")
+
+    async def go() -> None:
+        await asyncio.gather(worker.run(until_idle=True), steal_the_rest())
+
+    asyncio.run(asyncio.wait_for(go(), 30))
+    sent = {r for s in transport.sent for r in s.recipients}
+    assert sent <= {"m0@example.org", "m1@example.org"}
+    assert [outbox.mails[f"m{n}"].status for n in range(2, 6)] == [MailStatus.SENDING] * 4  # the other one holds them
+
+
+def test_a_refused_connection_keeps_the_attempt_and_fails_over() -> None:
+    outbox = FakeOutbox()
+    servers = FakeServerStore(server("primary", priority=10), server("backup"))
+    transport = FakeTransport()
+    transport.refuse_connects["primary"] = 100
+    for n in range(4):
+        outbox.put(f"m{n}")
+    run(make_worker(outbox, servers, transport))
+    assert {s.server for s in transport.sent} == {"backup"}
+    assert {m.status for m in outbox.mails.values()} == {MailStatus.SENT}
+    assert {m.attempts for m in outbox.mails.values()} == {1}
+    assert sum(1 for name, _ in transport.connects if name == "primary") == 1  # then it cools down
+
+
+def test_with_the_only_server_unreachable_mails_wait_with_the_reason_and_no_attempt_spent(
+        caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING)
+    outbox, servers, transport = FakeOutbox(), FakeServerStore(server()), FakeTransport()
+    transport.refuse_connects["relay"] = 1
+    outbox.put("m1")
+    run(make_worker(outbox, servers, transport))
+    mail = outbox.mails["m1"]
+    assert mail.status is MailStatus.QUEUED and mail.attempts == 0
+    assert mail.last_error is not None and "421 try later" in mail.last_error
+    assert "cools down" in caplog.text
+
+
+def test_a_server_taking_fewer_connections_is_used_with_as_many_as_it_takes() -> None:
+    outbox, servers, transport = FakeOutbox(), FakeServerStore(server()), FakeTransport()
+    transport.max_connections["relay"] = 1
+    transport.send_delay = 0.01
+    for n in range(20):
+        outbox.put(f"m{n:02}")
+    run(make_worker(outbox, servers, transport, connections_per_server=4))
+    assert {m.status for m in outbox.mails.values()} == {MailStatus.SENT}
+    assert {m.attempts for m in outbox.mails.values()} == {1}
+    assert transport.peak["relay"] == 1
+
+
+def test_a_temporary_refusal_of_one_recipient_retries_only_that_one() -> None:
+    outbox, servers, transport = FakeOutbox(), FakeServerStore(server()), FakeTransport()
+    outbox.put("m1", ["ann@example.org", "bob@example.org"])
+    transport.rcpt_answers["bob@example.org"] = (450, "4.2.0 mailbox busy")
+    run(make_worker(outbox, servers, transport, retry_delay=60))
+    mail = outbox.mails["m1"]
+    assert mail.status is MailStatus.DEFERRED
+    assert mail.recipient_status == {"ann@example.org": "accepted", "bob@example.org": "deferred"}
+    del transport.rcpt_answers["bob@example.org"]
+    mail.next_attempt_at = outbox.clock.now()
+    run(make_worker(outbox, servers, transport))
+    assert mail.status is MailStatus.SENT
+    assert [s.recipients for s in transport.sent] == [("ann@example.org",), ("bob@example.org",)]
+
+
+def test_stop_gives_back_what_was_not_sent() -> None:
+    outbox, servers, transport = FakeOutbox(), FakeServerStore(server()), FakeTransport()
+    transport.send_delay = 0.2
+    for n in range(10):
+        outbox.put(f"m{n}")
+    worker = make_worker(outbox, servers, transport, connections_per_server=1)
+
+    async def go() -> None:
+        task = asyncio.create_task(worker.run())
+        await asyncio.sleep(0.3)
+        worker.stop()
+        await asyncio.wait_for(task, 10)
+
+    asyncio.run(go())
+    statuses = collections.Counter(m.status for m in outbox.mails.values())
+    assert statuses[MailStatus.SENDING] == 0
+    assert statuses[MailStatus.SENT] == len(transport.sent)
+    assert all(m.attempts == 0 for m in outbox.mails.values() if m.status is MailStatus.QUEUED)
