@@ -1,0 +1,120 @@
+"""One contract for every Outbox: the in-memory fake the worker's unit tests use, and the SQL store on SQLite
+and PostgreSQL. What the worker relies on (claim tokens fence results, leases renew only for their holder,
+a give-back spends no attempt, a retry goes only to unsettled recipients) holds for all of them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from cryptography.fernet import Fernet
+
+from mailroom import SYSTEM, Mail, Mailroom
+from mailroom.domain.outbox import DeliveryAttempt, MailStatus
+from mailroom.ports import ClaimedMail, DeliveryResult, Outbox
+from tests.support.fakes import FakeOutbox
+
+
+class Backend:
+    """Queues mails and reads their state back, for one kind of outbox."""
+
+    def __init__(self, outbox: Outbox, room: Mailroom | None) -> None:
+        self.outbox = outbox
+        self.room = room
+
+    def queue(self, *recipients: str) -> str:
+        if self.room is None:
+            assert isinstance(self.outbox, FakeOutbox)
+            mail_id = f"m{len(self.outbox.mails)}"
+            self.outbox.put(mail_id, recipients)
+            return mail_id
+        return self.room.send_mail(SYSTEM, Mail(to=list(recipients), subject="s", text="t", sender="me@example.org"))
+
+    def status_and_attempts(self, mail_id: str) -> tuple[MailStatus, int]:
+        if self.room is None:
+            assert isinstance(self.outbox, FakeOutbox)
+            mail = self.outbox.mails[mail_id]
+            return mail.status, mail.attempts
+        stored = self.room.get_mail(SYSTEM, mail_id)
+        return stored.status, stored.attempts
+
+
+@pytest.fixture(params=["fake", "sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def backend(request: pytest.FixtureRequest) -> Iterator[Backend]:
+    if request.param == "fake":
+        yield Backend(FakeOutbox(), None)
+        return
+    url = request.getfixturevalue("sqlite_url" if request.param == "sqlite" else "postgres_url")
+    room = Mailroom(database_url=url, secret_key=Fernet.generate_key().decode())
+    try:
+        yield Backend(room.store, room)
+    finally:
+        room.close()
+
+
+def later(seconds: float = 1.0) -> datetime:
+    return datetime.now(UTC) + timedelta(seconds=seconds)
+
+
+def claim(backend: Backend, worker: str = "w1", limit: int = 10, lease: float = 60.0) -> list[ClaimedMail]:
+    return backend.outbox.claim(worker_id=worker, limit=limit, now=later(), lease_seconds=lease)
+
+
+def result(the_claim: ClaimedMail, status: MailStatus, answers: dict[str, str]) -> DeliveryResult:
+    return DeliveryResult(
+        mail_id=the_claim.id, claim_token=the_claim.claim_token, status=status,
+        next_attempt_at=later(-1) if status is MailStatus.DEFERRED else None, error=None,
+        recipients={email: (state, 250 if state == "accepted" else 450, "reply") for email, state in answers.items()},
+        all_recipients=the_claim.all_recipients,
+        attempt=DeliveryAttempt(number=the_claim.attempts, started_at=datetime.now(UTC), duration_ms=1,
+                                server_name="relay", outcome=status))
+
+
+def test_a_claim_leases_each_due_mail_once(backend: Backend) -> None:
+    ids = {backend.queue("a@example.org"), backend.queue("b@example.org")}
+    first = claim(backend)
+    assert {c.id for c in first} == ids and {c.attempts for c in first} == {1}
+    assert claim(backend, "w2") == []
+    assert backend.status_and_attempts(first[0].id) == (MailStatus.SENDING, 1)
+
+
+def test_a_lease_is_renewed_only_for_its_holder(backend: Backend) -> None:
+    backend.queue("a@example.org")
+    [mine] = claim(backend, lease=0.5)
+    assert backend.outbox.extend_leases([mine], until=later(120)) == {mine.id}
+    assert claim(backend, "w2") == []  # renewed: not claimable a second after the first lease
+    stranger = replace(mine, claim_token="w2:other")
+    assert backend.outbox.extend_leases([stranger], until=later(120)) == set()
+
+
+def test_a_result_under_a_lost_claim_does_not_overwrite(backend: Backend) -> None:
+    mail_id = backend.queue("a@example.org")
+    [old] = claim(backend, lease=0.0)
+    [new] = claim(backend, "w2", lease=60)  # the lease ran out: another worker took it over
+    assert new.id == old.id == mail_id and new.claim_token != old.claim_token
+    backend.outbox.record([result(old, MailStatus.SENT, {"a@example.org": "accepted"})])
+    assert backend.status_and_attempts(mail_id) == (MailStatus.SENDING, 2)
+    backend.outbox.record([result(new, MailStatus.SENT, {"a@example.org": "accepted"})])
+    assert backend.status_and_attempts(mail_id)[0] is MailStatus.SENT
+
+
+def test_a_give_back_spends_no_attempt(backend: Backend) -> None:
+    mail_id = backend.queue("a@example.org")
+    claims = claim(backend)
+    backend.outbox.release(claims, retry_at=later(-1), error="server cools down")
+    assert backend.status_and_attempts(mail_id) == (MailStatus.QUEUED, 0)
+    assert [c.attempts for c in claim(backend)] == [1]
+
+
+def test_a_retry_goes_only_to_unsettled_recipients(backend: Backend) -> None:
+    mail_id = backend.queue("a@example.org", "b@example.org", "c@example.org")
+    [first] = claim(backend)
+    assert first.all_recipients and set(first.recipients) == {"a@example.org", "b@example.org", "c@example.org"}
+    backend.outbox.record([result(first, MailStatus.DEFERRED, {"a@example.org": "accepted",
+                                                               "b@example.org": "deferred",
+                                                               "c@example.org": "refused"})])
+    [second] = claim(backend)
+    assert second.id == mail_id and second.recipients == ("b@example.org",)
+    assert (second.accepted_before, second.refused_before) == (1, 1) and not second.all_recipients
