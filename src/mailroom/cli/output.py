@@ -23,6 +23,7 @@ from mailroom.ports import ProbeStep
 STATUS_STYLES = {
     MailStatus.QUEUED: "cyan", MailStatus.SENDING: "blue", MailStatus.DEFERRED: "yellow",
     MailStatus.SENT: "green", MailStatus.FAILED: "bold red", MailStatus.CANCELLED: "dim",
+    MailStatus.PARTIALLY_FAILED: "red",
 }
 
 

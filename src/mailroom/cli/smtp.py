@@ -33,6 +33,9 @@ ServerPriority = Annotated[int | None, typer.Option("--priority", help="Higher i
 Timeout = Annotated[float | None, typer.Option("--timeout", metavar="SECONDS", help="Connection and command "
                                                "timeout.")]
 Enabled = Annotated[bool | None, typer.Option("--enabled/--disabled", help="Whether the worker uses it.")]
+HeloName = Annotated[str | None, typer.Option("--helo-name", metavar="HOST", help="The name given in EHLO "
+                                              "(default: MAILROOM_SMTP_HELO_NAME, else this host's FQDN, else "
+                                              "the sender's domain).")]
 
 
 def read_password(ctx: typer.Context, password_env: str | None, password_stdin: bool) -> str | None:
@@ -76,10 +79,12 @@ def add(
     enabled: Annotated[bool, typer.Option("--enabled/--disabled", help="Whether the worker uses it.")] = True,
     timeout: Annotated[float, typer.Option("--timeout", metavar="SECONDS", help="Connection and command "
                                            "timeout.")] = 30.0,
+    helo_name: HeloName = None,
 ) -> None:
     """Add an SMTP server."""
     settings = ServerSettings(name=name, host=host, port=port, security=security, username=username or "",
-                              sender=sender or "", priority=priority, enabled=enabled, timeout_seconds=timeout)
+                              sender=sender or "", priority=priority, enabled=enabled, timeout_seconds=timeout,
+                              helo_name=helo_name or "")
     password = read_password(ctx, password_env, password_stdin)
     if password is None and username:
         password = prompt_password(ctx, username, host)
@@ -125,6 +130,7 @@ def update(
     priority: ServerPriority = None,
     enabled: Enabled = None,
     timeout: Timeout = None,
+    helo_name: HeloName = None,
 ) -> None:
     """Change some settings of an SMTP server; the password stays unless a new one is given."""
     password = read_password(ctx, password_env, password_stdin)
@@ -136,7 +142,7 @@ def update(
     current = room.servers.get(SYSTEM, name)
     changes: dict[str, Any] = {
         "host": host, "port": port, "security": security, "username": username, "sender": sender,
-        "priority": priority, "enabled": enabled, "timeout_seconds": timeout,
+        "priority": priority, "enabled": enabled, "timeout_seconds": timeout, "helo_name": helo_name,
     }
     base = {f.name: getattr(current, f.name) for f in dataclasses.fields(ServerSettings)}
     settings = ServerSettings(**(base | {k: v for k, v in changes.items() if v is not None}))

@@ -34,6 +34,7 @@ class PurgeExpired:
             purged += self._store.purge_contents(
                 finished_before=now - timedelta(days=policy.keep_content_days), batch_size=policy.batch_size)
         for status, days in ((MailStatus.SENT, policy.keep_sent_days), (MailStatus.FAILED, policy.keep_failed_days),
+                             (MailStatus.PARTIALLY_FAILED, policy.keep_failed_days),
                              (MailStatus.CANCELLED, policy.keep_failed_days)):
             if days >= 0:
                 purged += self._store.purge_mails(status=status, finished_before=now - timedelta(days=days),

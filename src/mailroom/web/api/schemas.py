@@ -305,11 +305,13 @@ class AttemptOut(BaseModel):
     code: int | None
     reply: str | None
     duration_ms: int
+    uncertain: bool = Field(description="The server went silent after the whole message: it may have arrived.")
 
     @classmethod
     def of(cls, attempt: DeliveryAttempt) -> AttemptOut:
         return cls(number=attempt.number, time=attempt.started_at, server=attempt.server_name,
-                   outcome=attempt.outcome, code=attempt.code, reply=attempt.reply, duration_ms=attempt.duration_ms)
+                   outcome=attempt.outcome, code=attempt.code, reply=attempt.reply, duration_ms=attempt.duration_ms,
+                   uncertain=attempt.uncertain)
 
 
 class MailSummary(BaseModel):
@@ -503,6 +505,8 @@ class ServerIn(RequestModel):
     priority: int = Field(default=0, ge=-1_000_000, le=1_000_000, description="Higher is tried first.")
     enabled: bool = True
     timeout_seconds: float = Field(default=30.0, gt=0, le=3600, allow_inf_nan=False)
+    helo_name: str = Field(default="", max_length=253, pattern=r"^[A-Za-z0-9.-]*$",
+                           description="The name given in EHLO; empty: the worker's default.")
 
 
 class ServerOut(BaseModel):
@@ -518,13 +522,15 @@ class ServerOut(BaseModel):
     priority: int
     enabled: bool
     timeout_seconds: float
+    helo_name: str
     has_password: bool
 
     @classmethod
     def of(cls, server: SmtpServer) -> ServerOut:
         return cls(id=server.id, name=server.name, host=server.host, port=server.port, security=server.security,
                    username=server.username, sender=server.sender, priority=server.priority,
-                   enabled=server.enabled, timeout_seconds=server.timeout_seconds, has_password=server.has_password)
+                   enabled=server.enabled, timeout_seconds=server.timeout_seconds, helo_name=server.helo_name,
+                   has_password=server.has_password)
 
 
 class ProbeStepOut(BaseModel):

@@ -26,7 +26,7 @@ router = APIRouter(tags=["servers"], dependencies=[API_TOKEN])
 def settings_of(body: ServerIn) -> ServerSettings:
     return ServerSettings(name=body.name, host=body.host, port=body.port, security=body.security,
                           username=body.username, sender=body.sender, priority=body.priority, enabled=body.enabled,
-                          timeout_seconds=body.timeout_seconds)
+                          timeout_seconds=body.timeout_seconds, helo_name=body.helo_name)
 
 
 def password_of(body: ServerIn) -> str | None:

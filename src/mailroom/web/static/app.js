@@ -40,7 +40,7 @@ const mailroom = (() => {
   });
 
   // Elements with data-mail-status="<id>" follow the mail's status until it is final.
-  const FINAL = new Set(["sent", "failed", "cancelled", "expired"]);
+  const FINAL = new Set(["sent", "failed", "partially_failed", "cancelled", "expired"]);
   function followStatus(element) {
     const id = element.dataset.mailStatus;
     const tick = async () => {

@@ -70,10 +70,11 @@ _ON_ITS_WAY = frozenset(s.value for s in MailStatus if not s.is_final)
 def status_label(status: str) -> str:
     """The status as the page language says it; the badge's CSS class keeps the English value."""
     labels = {MailStatus.QUEUED: _("queued"), MailStatus.SENDING: _("sending"), MailStatus.DEFERRED: _("deferred"),
-              MailStatus.SENT: _("sent"), MailStatus.FAILED: _("failed"), MailStatus.CANCELLED: _("cancelled")}
+              MailStatus.SENT: _("sent"), MailStatus.FAILED: _("failed"),
+              MailStatus.PARTIALLY_FAILED: _("partially failed"), MailStatus.CANCELLED: _("cancelled")}
     try:
         return labels[MailStatus(status)]
-    except ValueError:
+    except (ValueError, KeyError):
         return status
 
 

@@ -46,12 +46,13 @@ class ServerForm:
     priority: str = "0"
     enabled: bool = True
     timeout_seconds: str = "30"
+    helo_name: str = ""
 
     @classmethod
     def of(cls, server: SmtpServer) -> ServerForm:
         return cls(name=server.name, host=server.host, port=str(server.port), security=server.security.value,
                    username=server.username, sender=server.sender, priority=str(server.priority),
-                   enabled=server.enabled, timeout_seconds=f"{server.timeout_seconds:g}")
+                   enabled=server.enabled, timeout_seconds=f"{server.timeout_seconds:g}", helo_name=server.helo_name)
 
     def settings(self) -> ServerSettings:
         return ServerSettings(name=self.name, host=self.host, port=whole_number(self.port, "port", _("Port")),
@@ -59,7 +60,8 @@ class ServerForm:
                               username=self.username, sender=self.sender, enabled=self.enabled,
                               priority=whole_number(self.priority, "priority", _("Priority")),
                               timeout_seconds=positive_number(self.timeout_seconds, "timeout_seconds",
-                                                              _("Timeout")))
+                                                              _("Timeout")),
+                              helo_name=self.helo_name)
 
 
 def security_of(value: str) -> Security:
@@ -88,10 +90,11 @@ def positive_number(value: str, field: str, label: str) -> float:
 
 def server_form(name: FormText = "", host: FormText = "", port: FormText = "587",
                 security: FormText = Security.STARTTLS.value, username: FormText = "", sender: FormText = "",
-                priority: FormText = "0", enabled: FormFlag = None, timeout_seconds: FormText = "30") -> ServerForm:
+                priority: FormText = "0", enabled: FormFlag = None, timeout_seconds: FormText = "30",
+                helo_name: FormText = "") -> ServerForm:
     return ServerForm(name=name.strip(), host=host.strip(), port=port, security=security, username=username.strip(),
                       sender=sender.strip(), priority=priority, enabled=enabled is not None,
-                      timeout_seconds=timeout_seconds)
+                      timeout_seconds=timeout_seconds, helo_name=helo_name.strip())
 
 
 ServerFormData = Annotated[ServerForm, Depends(server_form)]
