@@ -151,6 +151,8 @@ class Worker:
                     log.warning("worker %s: %s failed (%d time(s)), trying again: %s", self.id, what, failures, exc)
                 if give_up_after is not None and time.monotonic() - started + delay > give_up_after:
                     raise
+                if give_up_after is None and self._stopping.is_set():
+                    raise  # stopping: the callers give up their work, leases bring the mails back
                 await asyncio.sleep(delay)
                 delay = min(STORAGE_RETRY_MAX_SECONDS, delay * 2)
                 continue
@@ -177,6 +179,9 @@ class Worker:
         log.info("worker %s started", self.id)
         try:
             await self._dispatch(until_idle)
+        except StorageError:
+            if not self._stopping.is_set():
+                raise
         finally:
             await self._shutdown(helpers)
             log.info("worker %s stopped after %d deliveries", self.id, self.delivered)
@@ -360,14 +365,17 @@ class Worker:
                     return  # the server takes fewer connections: this one ends
                 held = lane.queue.popleft()
                 if not self._holds_lease(held):
-                    self._drop(held)
+                    self._drop(held)  # another worker may hold it now: never sent twice
                     continue
                 if session is None or not await session.ensure_alive():
                     if session is not None:
                         await session.close()
                         session = None
                         lane.open_connections -= 1
-                    session = await self._connect(lane, held)
+                    try:
+                        session = await self._connect(lane, held)
+                    except StorageError:
+                        return  # only when stopping: the mail is given back with the others
                     if session is None:
                         if lane.health.cooling(time.monotonic()):
                             self._reroute_lane(lane)
@@ -376,6 +384,15 @@ class Worker:
                 started = time.monotonic()
                 try:
                     result = await self._deliver(held.claim, lane.server, session)
+                except Exception:
+                    # A bug, not SMTP trouble (DeliverMail judges that): the outcome is unknown, so the
+                    # mail is left to its lease rather than sent again at once.
+                    log.exception("delivering mail %s crashed; it returns when its lease ends", held.claim.id)
+                    self._drop(held)
+                    await session.close()
+                    session = None
+                    lane.open_connections -= 1
+                    continue
                 finally:
                     lane.busy -= 1
                 lane.send_seconds = 0.5 * lane.send_seconds + 0.5 * (time.monotonic() - started)
@@ -450,10 +467,11 @@ class Worker:
             self._route(held)
 
     def _drop(self, held: _Held) -> None:
-        """A mail whose lease is gone: another worker may hold it now, so it is not sent here."""
+        """Let a mail go without a result: its lease ended (another worker may hold it now), or its delivery
+        crashed. It is not sent here; the lease brings it back if nobody else has it."""
         if self._held.get(held.claim.id) is held:
             del self._held[held.claim.id]
-        log.warning("mail %s not sent: its lease ended before it could start", held.claim.id)
+            log.warning("mail %s let go without sending: its lease ended or its delivery failed", held.claim.id)
         self._made_room()
 
     def _finish(self, held: _Held, result: DeliveryResult) -> None:

@@ -195,3 +195,26 @@ def test_stop_gives_back_what_was_not_sent() -> None:
     assert statuses[MailStatus.SENDING] == 0
     assert statuses[MailStatus.SENT] == len(transport.sent)
     assert all(m.attempts == 0 for m in outbox.mails.values() if m.status is MailStatus.QUEUED)
+
+
+def test_a_long_database_outage_pauses_the_worker_and_a_stop_still_ends_it() -> None:
+    outbox, servers, transport = FakeOutbox(), FakeServerStore(server()), FakeTransport()
+    outbox.put("m1")
+    outbox.fail["claim"] = 1_000_000
+    worker = make_worker(outbox, servers, transport, shutdown_grace_seconds=1.0)
+
+    async def go() -> None:
+        task = asyncio.create_task(worker.run())
+        await asyncio.sleep(1.0)
+        assert not task.done()  # still trying, not ended by the outage
+        outbox.fail["claim"] = 0  # the database is back
+        await asyncio.sleep(0.5 + 5.0)  # the longest backoff step, then a claim
+        assert outbox.mails["m1"].status is MailStatus.SENT
+        outbox.fail["claim"] = 1_000_000
+        outbox.put("m2")
+        await asyncio.sleep(0.3)
+        worker.stop()
+        await asyncio.wait_for(task, 5)  # returns, does not raise
+
+    asyncio.run(go())
+    assert outbox.fail.raised["claim"] > 3
