@@ -125,6 +125,8 @@ class FaultStats:
     ehlo_names: list[str] = field(default_factory=list)
     rcpt_commands: list[str] = field(default_factory=list)
     auth_attempts: int = 0
+    auth_times: list[float] = field(default_factory=list)
+    """time.monotonic() of each AUTH: the gaps show whether a client backs off."""
     logins: int = 0
 
     @property
@@ -281,6 +283,7 @@ def _authenticator(server: FaultSmtpServer) -> Callable[..., AuthResult]:
     def authenticate(smtp: Any, session: Any, envelope: Any, mechanism: str, auth_data: Any) -> AuthResult:
         with server.lock:
             server.stats.auth_attempts += 1
+            server.stats.auth_times.append(time.monotonic())
         if server.script.take("auth_535_next") or not isinstance(auth_data, LoginPassword):
             return AuthResult(success=False, handled=False)
         expected = server.script.credentials
