@@ -23,8 +23,10 @@ typecheck: $(STAMP)
 test: lint typecheck
 	$(BIN)/pytest
 
+# Not part of `make test`: it takes minutes and measures, it does not check. Against Postfix's smtp-sink
+# when installed (apt-get install postfix); extra options in BENCH_ARGS, e.g. BENCH_ARGS="--rounds 3".
 bench: $(STAMP)
-	$(BIN)/python bench/delivery.py
+	$(BIN)/python bench/delivery.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -1,1 +1,2 @@
-pytest_plugins = ["tests.support.smtp_servers", "tests.support.db_fixtures"]
+pytest_plugins = ["tests.support.smtp_servers", "tests.support.db_fixtures", "tests.support.fault_smtp",
+                  "tests.support.pg_proxy"]
