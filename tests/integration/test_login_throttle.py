@@ -1,0 +1,78 @@
+"""Login throttling and sessions on both databases: failures sent in parallel are all counted, the lock
+is per account and client address, and sessions end on logout, password change, reset and disable."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from mailroom import SYSTEM, Mailroom
+from mailroom.errors import AccountLocked, AuthenticationFailed
+
+PASSWORD = "correct horse battery"
+GUESSES = 40
+
+
+@pytest.fixture
+def room(database_url: str, secret_key: str) -> Iterator[Mailroom]:
+    with Mailroom(database_url=database_url, secret_key=secret_key, login_max_failures=GUESSES,
+                  login_lockout_base_seconds=60.0) as room:
+        room.users.create_admin("owner@example.org", PASSWORD)
+        yield room
+
+
+def guess(room: Mailroom, n: int) -> str:
+    try:
+        room.users.authenticate("owner@example.org", f"wrong {n}", client="203.0.113.66")
+    except AccountLocked:
+        return "locked"
+    except AuthenticationFailed:
+        return "failed"
+    return "in"
+
+
+def test_wrong_guesses_sent_in_parallel_are_all_counted(room: Mailroom) -> None:
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        answers = list(pool.map(lambda n: guess(room, n), range(GUESSES)))
+    assert answers.count("in") == 0
+    # Every one of the GUESSES failures counted: the next try is locked, the right password included.
+    with pytest.raises(AccountLocked):
+        room.users.authenticate("owner@example.org", PASSWORD, client="203.0.113.66")
+    # ... from the attacker's address only: the owner elsewhere still logs in.
+    assert room.users.authenticate("owner@example.org", PASSWORD, client="198.51.100.7").user.email == \
+        "owner@example.org"
+
+
+def test_unknown_addresses_are_throttled_like_known_ones(room: Mailroom) -> None:
+    for email in ("owner@example.org", "nobody@example.org"):
+        for n in range(GUESSES):
+            with pytest.raises(AuthenticationFailed) as caught:
+                room.users.authenticate(email, f"wrong {n}", client="203.0.113.66")
+            assert not isinstance(caught.value, AccountLocked)
+        with pytest.raises(AccountLocked):
+            room.users.authenticate(email, "wrong again", client="203.0.113.66")
+
+
+def test_sessions_end_on_logout_password_change_reset_and_disable(room: Mailroom) -> None:
+    owner = room.users.find_user(SYSTEM, "owner@example.org")
+    assert owner is not None
+    first = room.users.log_in("owner@example.org", PASSWORD, client="a")
+    second = room.users.log_in("owner@example.org", PASSWORD, client="b")
+    assert room.users.session_by_key(first.key) is not None
+    room.users.log_out(first.key)
+    assert room.users.session_by_key(first.key) is None
+    assert room.users.session_by_key(second.key) is not None
+
+    third = room.users.log_in("owner@example.org", PASSWORD, client="c")
+    session = room.users.session_by_key(second.key)
+    assert session is not None
+    room.users.change_password(session.subject, owner.id, PASSWORD, "a new long passphrase",
+                               keep_session=second.key)
+    assert room.users.session_by_key(second.key) is not None
+    assert room.users.session_by_key(third.key) is None
+
+    room.users.set_enabled(SYSTEM, owner.id, False)
+    room.users.set_enabled(SYSTEM, owner.id, True)
+    assert room.users.session_by_key(second.key) is None
