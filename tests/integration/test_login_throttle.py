@@ -5,11 +5,17 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from mailroom import SYSTEM, Mailroom
+from mailroom.adapters.storage.database import Database
+from mailroom.adapters.storage.session_store import SqlLoginThrottle
+from mailroom.domain.sessions import ANY_ACCOUNT, ThrottleKey
 from mailroom.errors import AccountLocked, AuthenticationFailed
+from mailroom.ports import LoginThrottle
+from tests.support.memory_accounts import MemoryLoginThrottle
 
 PASSWORD = "correct horse battery"
 GUESSES = 16  # the code as found counted 5 of 40 parallel guesses (argon2 makes each try slow here)
@@ -78,3 +84,44 @@ def test_sessions_end_on_logout_password_change_reset_and_disable(room: Mailroom
     room.users.set_enabled(SYSTEM, owner.id, False)
     room.users.set_enabled(SYSTEM, owner.id, True)
     assert room.users.session_by_key(second.key) is None
+
+
+# --- one contract for the in-memory and the SQL throttle ------------------------------------------------
+
+
+@pytest.fixture(params=["memory", "sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def throttle(request: pytest.FixtureRequest) -> Iterator[LoginThrottle]:
+    if request.param == "memory":
+        yield MemoryLoginThrottle()
+        return
+    db = Database(request.getfixturevalue("sqlite_url" if request.param == "sqlite" else "postgres_url"))
+    db.migrate()
+    try:
+        yield SqlLoginThrottle(db)
+    finally:
+        db.dispose()
+
+
+def test_the_throttle_contract(throttle: LoginThrottle) -> None:
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    account, other, client = ThrottleKey.of("Ann@Example.org", "1.2.3.4"), ThrottleKey.of("ann@example.org", "5"), \
+        ThrottleKey(ANY_ACCOUNT, "1.2.3.4")
+    assert [throttle.record_failure(account, now, forget_before=now - timedelta(hours=1)) for _ in range(3)] == \
+        [1, 2, 3]
+    assert throttle.record_failure(client, now, forget_before=now) == 1
+    assert throttle.locked_until([account, other, client], now) is None
+    throttle.lock(account, now + timedelta(seconds=60))
+    throttle.lock(account, now + timedelta(seconds=30))  # a racing, smaller lock does not shorten it
+    throttle.lock(client, now + timedelta(seconds=10))
+    assert throttle.locked_until([account, client], now) == now + timedelta(seconds=60)
+    assert throttle.locked_until([other, client], now) == now + timedelta(seconds=10)
+    assert throttle.locked_until([account], now + timedelta(seconds=60)) is None
+    later = now + timedelta(hours=2)
+    assert throttle.record_failure(account, later, forget_before=later - timedelta(hours=1)) == 1
+    throttle.record_failure(other, now, forget_before=now)
+    throttle.clear(client)
+    assert throttle.record_failure(client, now, forget_before=now) == 1
+    throttle.clear_account("ANN@example.org")
+    assert throttle.record_failure(account, now, forget_before=now) == 1
+    assert throttle.record_failure(other, now, forget_before=now) == 1
+    assert throttle.record_failure(client, now, forget_before=now) == 2
