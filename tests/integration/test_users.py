@@ -29,6 +29,7 @@ from mailroom.domain.permissions import (
     SEND_MAIL,
 )
 from mailroom.domain.servers import Security
+from mailroom.domain.sessions import ANY_ACCOUNT
 from mailroom.domain.templates import TemplateSet
 from mailroom.domain.users import ADMIN_ROLE, MAIL_OPERATOR_ROLE, TEMPLATE_EDITOR_ROLE, Profile
 from mailroom.errors import (
@@ -242,7 +243,7 @@ def test_repeated_failures_lock_the_account_and_are_recorded(room: Mailroom) -> 
     with room.database.read() as conn:
         counters = {(row.account, row.failures) for row in conn.execute(select(login_throttle))}
     assert counters == {("frank@example.org", room.settings.login_max_failures),
-                        ("", room.settings.login_max_failures)}
+                        (ANY_ACCOUNT, room.settings.login_max_failures)}
     with pytest.raises(AuthenticationFailed, match="wrong e-mail address or password"):
         room.users.authenticate("nobody@example.org", PASSWORD)
 

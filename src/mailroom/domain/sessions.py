@@ -19,8 +19,8 @@ FORGET_FAILURES_AFTER = timedelta(hours=1)
 """A counter whose last failure is older starts again from one."""
 CLIENT_FAILURE_FACTOR = 10
 """One client address may fail this many times ``login_max_failures`` across all accounts."""
-ANY_ACCOUNT = ""
-"""The account of the per-client counter."""
+ANY_ACCOUNT = " *"
+"""The account of the per-client counter; typed addresses are stripped, so none can be this."""
 MAX_CLIENT_LENGTH = 64
 
 
