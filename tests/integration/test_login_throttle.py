@@ -8,13 +8,16 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from sqlalchemy import text
 
 from mailroom import SYSTEM, Mailroom
 from mailroom.adapters.storage.database import Database
 from mailroom.adapters.storage.session_store import SqlLoginThrottle
+from mailroom.adapters.storage.token_store import SqlApiTokenStore
 from mailroom.domain.sessions import ANY_ACCOUNT, ThrottleKey
 from mailroom.errors import AccountLocked, AuthenticationFailed
 from mailroom.ports import LoginThrottle
+from tests.integration.test_migrations import _upgrade
 from tests.support.memory_accounts import MemoryLoginThrottle
 
 PASSWORD = "correct horse battery"
@@ -125,3 +128,27 @@ def test_the_throttle_contract(throttle: LoginThrottle) -> None:
     assert throttle.record_failure(account, now, forget_before=now) == 1
     assert throttle.record_failure(other, now, forget_before=now) == 1
     assert throttle.record_failure(client, now, forget_before=now) == 2
+
+
+def test_0008_goes_up_and_down_keeping_users_and_their_tokens(database_url: str) -> None:
+    db = Database(database_url)
+    try:
+        _upgrade(db, "0005")
+        now = datetime.now(UTC)
+        with db.engine.begin() as conn:
+            conn.execute(text(
+                "INSERT INTO mailroom_users (id, email, email_key, first_name, last_name, title, salutation, "
+                "preferred_language, verified, enabled, roles, failed_logins, locked_until, created_at, updated_at) "
+                "VALUES ('u1', 'a@example.org', 'a@example.org', '', '', '', '', 'en', true, true, '', 7, :t, :t, :t)"),
+                {"t": now})
+            conn.execute(text("INSERT INTO mailroom_api_tokens (id, user_id, name, hint, token_hash, created_at) "
+                              "VALUES ('t1', 'u1', 'shop', 'mrt_abc', 'h', :t)"), {"t": now})
+        _upgrade(db, "0008")
+        store = SqlApiTokenStore(db)
+        [token] = store.for_user("u1")  # dropping the users' counters must not cascade into their tokens
+        assert token.expires_at is None and token.active
+        _upgrade(db, "0005", down=True)
+        _upgrade(db, "0008")
+        assert SqlApiTokenStore(db).for_user("u1")[0].name == "shop"
+    finally:
+        db.dispose()

@@ -76,8 +76,6 @@ class User:
     roles: tuple[str, ...] = ()
     created_at: datetime
     updated_at: datetime
-    failed_logins: int = 0
-    locked_until: datetime | None = None
 
     @property
     def email(self) -> str:

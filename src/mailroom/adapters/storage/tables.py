@@ -215,8 +215,6 @@ users = Table(
     Column("enabled", Boolean, nullable=False),
     Column("roles", Text, nullable=False, default=""),  # comma-separated role ids
     Column("password_hash", Text),
-    Column("failed_logins", Integer, nullable=False, default=0),
-    Column("locked_until", UtcDateTime),
     Column("created_at", UtcDateTime, nullable=False),
     Column("updated_at", UtcDateTime, nullable=False),
 )

@@ -1,4 +1,4 @@
-"""web sessions, login throttle counters, API token expiry
+"""web sessions, login throttle counters, API token expiry; the per-user login counters go
 
 Revision ID: 0008
 Revises: 0005
@@ -42,9 +42,16 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("mailroom_api_tokens") as batch:
         batch.add_column(sa.Column("expires_at", UtcDateTime(timezone=True), nullable=True))
+    # Counted per user, any guesser could lock the owner out; mailroom_login_throttle replaces them.
+    # A plain DROP COLUMN (SQLite >= 3.35), not batch mode: batch mode copies the table and drops the old
+    # one, and with SQLite's foreign keys on, that drop cascades into every token, code and session row.
+    op.execute("ALTER TABLE mailroom_users DROP COLUMN failed_logins")
+    op.execute("ALTER TABLE mailroom_users DROP COLUMN locked_until")
 
 
 def downgrade() -> None:
+    op.add_column("mailroom_users", sa.Column("failed_logins", sa.Integer(), nullable=False, server_default="0"))
+    op.add_column("mailroom_users", sa.Column("locked_until", UtcDateTime(timezone=True), nullable=True))
     with op.batch_alter_table("mailroom_api_tokens") as batch:
         batch.drop_column("expires_at")
     op.drop_table("mailroom_login_throttle")
