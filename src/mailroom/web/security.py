@@ -135,15 +135,18 @@ class AccountRequestLimits:
         self._limiter = MovingWindowRateLimiter(MemoryStorage())
 
     def hit(self, action: str, *, email: str, client: str) -> None:
-        """Count one request; raises RateLimited (and counts nothing) when either limit is reached."""
-        checks = ((self._per_address, ("address", action, email.strip().lower())),
-                  (self._per_client, ("client", action, client)))
+        """Count one request; raises RateLimited when either limit is reached.
+
+        Each ``hit`` counts and checks in one step under the storage's lock, so parallel requests cannot
+        all slip through. The client's limit comes first: a flood from one place is refused before it
+        uses up the budget of the address it names.
+        """
+        checks = ((self._per_client, ("client", action, client)),
+                  (self._per_address, ("address", action, email.strip().lower())))
         for item, keys in checks:
-            if not self._limiter.test(item, *keys):
+            if not self._limiter.hit(item, *keys):
                 reset_at = self._limiter.get_window_stats(item, *keys).reset_time
                 raise RateLimited(max(1.0, reset_at - time.time()))
-        for item, keys in checks:
-            self._limiter.hit(item, *keys)
 
 
 def _limit(name: str, value: str) -> RateLimitItem:
