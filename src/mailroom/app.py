@@ -20,6 +20,7 @@ from mailroom.adapters.smtp.transport import AiosmtplibTransport
 from mailroom.adapters.storage.database import Database
 from mailroom.adapters.storage.mail_store import SqlMailStore
 from mailroom.adapters.storage.server_store import SqlServerStore
+from mailroom.adapters.storage.session_store import SqlLoginThrottle, SqlSessionStore
 from mailroom.adapters.storage.template_store import SqlTemplateStore
 from mailroom.adapters.storage.token_store import SqlApiTokenStore
 from mailroom.adapters.storage.user_store import SqlUserStore
@@ -89,12 +90,14 @@ class Mailroom:
             self.templates.ensure_builtin()
         self.events = EventBus()
         self.events.subscribe(SendMailRequested, self._on_send_mail_requested)
+        token_store = SqlApiTokenStore(self.database)
         self.users = UserUseCases(store=SqlUserStore(self.database), hasher=Argon2PasswordHasher(),
                                   templates=self.templates, events=self.events, clock=self.clock,
-                                  policy=s.account_policy)
+                                  policy=s.account_policy, sessions=SqlSessionStore(self.database),
+                                  throttle=SqlLoginThrottle(self.database), tokens=token_store)
         if migrate:
             self.users.ensure_builtin_roles()
-        self.api_tokens = ApiTokenUseCases(store=SqlApiTokenStore(self.database), users=self.users,
+        self.api_tokens = ApiTokenUseCases(store=token_store, users=self.users,
                                            clock=self.clock)
 
     # --- sending -------------------------------------------------------------------------------

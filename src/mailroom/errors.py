@@ -28,6 +28,7 @@ builtin exception it resembles, so callers may catch either::
     │   └── RegistrationClosed                self-registration is switched off
     ├── AuthenticationFailed                  wrong e-mail or password (one message for both)
     │   └── AccountLocked                     too many failures: try again after ``retry_after``
+    ├── RateLimited                           too many account requests (register, reset) from one place
     ├── InvalidTransition                     e.g. retrying a mail that is not failed
     ├── SecretError                           a stored secret cannot be decrypted with the configured keys
     ├── StorageError                          the database refused or is unreachable
@@ -205,6 +206,14 @@ class AuthenticationFailed(MailroomError):
 class AccountLocked(AuthenticationFailed):
     def __init__(self, retry_after_seconds: float) -> None:
         super().__init__(f"too many failed logins: try again in {max(1, round(retry_after_seconds))} s")
+        self.retry_after_seconds = retry_after_seconds
+
+
+class RateLimited(MailroomError):
+    """Too many registrations or reset requests for one address or from one client; nothing was sent."""
+
+    def __init__(self, retry_after_seconds: float) -> None:
+        super().__init__(f"too many requests: try again in {max(1, round(retry_after_seconds))} s")
         self.retry_after_seconds = retry_after_seconds
 
 

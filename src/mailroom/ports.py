@@ -15,6 +15,7 @@ from mailroom.domain.log import HourlyCount, LogPage, LogQuery
 from mailroom.domain.mail import Mail
 from mailroom.domain.outbox import DeliveryAttempt, MailStatus, OutgoingMail, RecipientResult
 from mailroom.domain.servers import ServerSettings, SmtpServer
+from mailroom.domain.sessions import LoginSession, ThrottleKey
 from mailroom.domain.templates import RenderedTemplate, Template, TemplateSet, TemplateVersion
 from mailroom.domain.users import ApiToken, OneTimeCode, Role, User
 
@@ -338,3 +339,41 @@ class ApiTokenStore(Protocol):
 
     def touch(self, token_id: str, now: datetime) -> None:
         """Record a use (the list shows when a token was last used)."""
+
+    def revoke_all(self, user_id: str, now: datetime) -> int:
+        """Revoke every active token of the user; returns how many."""
+
+
+class SessionStore(Protocol):
+    """Web login sessions, found by the hash of the key their cookie carries."""
+
+    def add(self, session: LoginSession) -> None: ...
+
+    def find(self, key_hash: str) -> LoginSession | None: ...
+
+    def revoke(self, key_hash: str, now: datetime) -> bool:
+        """False when there is no such unrevoked session."""
+
+    def revoke_for_user(self, user_id: str, now: datetime, *, keep: str | None = None) -> int:
+        """Revoke every session of the user but the one whose hash is ``keep``; returns how many."""
+
+    def purge(self, before: datetime) -> int:
+        """Delete sessions that expired before ``before``."""
+
+
+class LoginThrottle(Protocol):
+    """Failed-login counters; ``record_failure`` must count atomically (parallel guesses all count)."""
+
+    def locked_until(self, keys: Sequence[ThrottleKey], now: datetime) -> datetime | None:
+        """The latest lock of these counters still running at ``now``, or None."""
+
+    def record_failure(self, key: ThrottleKey, now: datetime, *, forget_before: datetime) -> int:
+        """Add one failure and return the count; a counter whose last failure is older than
+        ``forget_before`` starts again from one."""
+
+    def lock(self, key: ThrottleKey, until: datetime) -> None: ...
+
+    def clear(self, key: ThrottleKey) -> None: ...
+
+    def clear_account(self, account: str) -> None:
+        """Forget the account's counters from every client (a password reset proved the owner)."""

@@ -101,6 +101,12 @@ class Settings:
     uncertain_delivery: str = "resend"
     """After silence following the whole message: ``resend`` after the backoff, or ``hold`` for an operator."""
 
+    account_requests_per_address: str = "5/hour"
+    """Registrations and reset requests one e-mail address may get (``limits`` notation: "5/hour");
+    further ones answer 429. Counted in the web process's memory: one process, or each its own count."""
+    account_requests_per_client: str = "20/hour"
+    """Registrations and reset requests one client address may make, whatever the e-mail addresses."""
+
     def __post_init__(self) -> None:
         positive = ("max_attachment_bytes", "max_message_bytes", "worker_batch_size", "worker_batch_bytes",
                     "smtp_connections_per_server", "lease_seconds", "poll_interval_seconds",

@@ -73,3 +73,12 @@ def test_api_tokens_are_created_listed_and_revoked(cli: Cli) -> None:
     cli.out("user", "token", "revoke", "root@example.org", token["id"])
     assert cli.json("user", "token", "list", "root@example.org")[0]["revoked_at"] is not None
     assert "no active API token" in cli.err("user", "token", "revoke", "root@example.org", token["id"], code=2)
+
+
+def test_a_token_can_expire(cli: Cli) -> None:
+    cli.out("user", "create-admin", "--email", "root@example.org", "--password-stdin", stdin="passphrase long\n")
+    cli.out("user", "token", "create", "root@example.org", "--name", "ci", "--expires-days", "30")
+    [token] = cli.json("user", "token", "list", "root@example.org")
+    assert token["expires_at"] is not None and token["expires_at"] > token["created_at"]
+    assert "--expires-days" in cli.err("user", "token", "create", "root@example.org", "--name", "x",
+                                       "--expires-days", "0", code=1)

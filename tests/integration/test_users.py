@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import func, select, update
 
 from mailroom import SYSTEM, Mail, Mailroom, MailStatus, ServerSettings, Subject
-from mailroom.adapters.storage.tables import mails, one_time_codes, users
+from mailroom.adapters.storage.tables import login_throttle, mails, one_time_codes, users
 from mailroom.domain.permissions import (
     CANCEL_MAIL,
     DELETE_MAIL,
@@ -29,6 +29,7 @@ from mailroom.domain.permissions import (
     SEND_MAIL,
 )
 from mailroom.domain.servers import Security
+from mailroom.domain.sessions import ANY_ACCOUNT
 from mailroom.domain.templates import TemplateSet
 from mailroom.domain.users import ADMIN_ROLE, MAIL_OPERATOR_ROLE, TEMPLATE_EDITOR_ROLE, Profile
 from mailroom.errors import (
@@ -195,7 +196,6 @@ def test_expired_code_and_code_of_another_user_are_refused(room: Mailroom, smtp_
 
 
 @pytest.mark.parametrize(("action", "error"), [
-    (lambda room: room.users.register(Profile(email="ANN@example.org"), PASSWORD), DuplicateEmail),
     (lambda room: room.users.create_user(SYSTEM, Profile(email="ann@example.org")), DuplicateEmail),
     (lambda room: room.users.register(Profile(email="not-an-address"), PASSWORD), InvalidInput),
     (lambda room: room.users.register(Profile(email="new@example.org"), "short"), WeakPassword),
@@ -212,6 +212,17 @@ def test_bad_input_changes_nothing(room: Mailroom, action: Callable[[Mailroom], 
     assert (count(room, users), count(room, mails), count(room, one_time_codes)) == before
 
 
+def test_registering_a_taken_address_mails_its_owner_a_reset_link_instead(room: Mailroom,
+                                                                          smtp_server: SmtpServerHandle) -> None:
+    ann = room.users.create_admin("ann@example.org", PASSWORD)
+    assert room.users.register(Profile(email="ANN@example.org"), "someone else's passphrase") is None
+    assert count(room, users) == 1
+    [message] = deliver(room, smtp_server, 1)
+    assert message["To"] == "ann@example.org"
+    room.users.reset_password(link_code(message, "reset-password"), "ann's own new passphrase")
+    assert room.users.authenticate("ann@example.org", "ann's own new passphrase").user.id == ann.id
+
+
 def test_no_user_is_left_behind_when_the_verification_mail_cannot_be_made(room: Mailroom) -> None:
     room.templates.delete_template(SYSTEM, "mailroom.account", "registration_confirmation")
     with pytest.raises(TemplateNotFound):
@@ -220,7 +231,7 @@ def test_no_user_is_left_behind_when_the_verification_mail_cannot_be_made(room: 
 
 
 def test_repeated_failures_lock_the_account_and_are_recorded(room: Mailroom) -> None:
-    user = room.users.create_admin("frank@example.org", PASSWORD)
+    room.users.create_admin("frank@example.org", PASSWORD)
     for _ in range(room.settings.login_max_failures):
         with pytest.raises(AuthenticationFailed) as caught:
             room.users.authenticate("frank@example.org", "wrong password")
@@ -229,8 +240,10 @@ def test_repeated_failures_lock_the_account_and_are_recorded(room: Mailroom) -> 
     with pytest.raises(AccountLocked) as locked:
         room.users.authenticate("frank@example.org", PASSWORD)
     assert 0 < locked.value.retry_after_seconds <= 60
-    stored = room.users.get_user(SYSTEM, user.id)
-    assert stored.failed_logins == room.settings.login_max_failures and stored.locked_until is not None
+    with room.database.read() as conn:
+        counters = {(row.account, row.failures) for row in conn.execute(select(login_throttle))}
+    assert counters == {("frank@example.org", room.settings.login_max_failures),
+                        (ANY_ACCOUNT, room.settings.login_max_failures)}
     with pytest.raises(AuthenticationFailed, match="wrong e-mail address or password"):
         room.users.authenticate("nobody@example.org", PASSWORD)
 
@@ -241,7 +254,10 @@ def test_failures_reset_after_a_good_login(room: Mailroom) -> None:
         with pytest.raises(AuthenticationFailed):
             room.users.authenticate("gina@example.org", "nope")
     room.users.authenticate("gina@example.org", PASSWORD)
-    assert room.users.get_user(SYSTEM, user.id).failed_logins == 0
+    for _ in range(room.settings.login_max_failures - 1):
+        with pytest.raises(AuthenticationFailed):
+            room.users.authenticate("gina@example.org", "nope")
+    assert room.users.authenticate("gina@example.org", PASSWORD).user.id == user.id
 
 
 def test_disabled_user_cannot_log_in_and_loses_the_session(room: Mailroom) -> None:

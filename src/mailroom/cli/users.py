@@ -166,10 +166,13 @@ users_app.add_typer(tokens_app, name="token")
 @tokens_app.command("create")
 def create_token(ctx: typer.Context, email: EmailArgument,
                  name: Annotated[str, typer.Option("--name", help="What the token is for, e.g. shop backend.")],
+                 expires_days: Annotated[int | None, typer.Option(
+                     "--expires-days", min=1, max=3650,
+                     help="The token stops working after this many days (default: until revoked).")] = None,
                  ) -> None:
     """Create a token for the user and print its secret (the only time it is shown)."""
     room = mailroom(ctx)
-    _token, secret = room.api_tokens.create(SYSTEM, find(room, email).id, name)
+    _token, secret = room.api_tokens.create(SYSTEM, find(room, email).id, name, expires_days=expires_days)
     typer.echo(secret)
 
 
@@ -180,10 +183,11 @@ def list_tokens(ctx: typer.Context, email: EmailArgument, as_json: Json = False)
     if as_json:
         output.print_json(found)
         return
-    table = Table("id", "name", "starts with", "created", "last used", "revoked", box=None)
+    table = Table("id", "name", "starts with", "created", "last used", "expires", "revoked", box=None)
     for t in found:
         table.add_row(t.id, output.text(t.name), t.hint, output.when(t.created_at, short=True),
-                      output.when(t.last_used_at, short=True), output.when(t.revoked_at, short=True))
+                      output.when(t.last_used_at, short=True), output.when(t.expires_at, short=True),
+                      output.when(t.revoked_at, short=True))
     output.console().print(table)
 
 

@@ -76,8 +76,6 @@ class User:
     roles: tuple[str, ...] = ()
     created_at: datetime
     updated_at: datetime
-    failed_logins: int = 0
-    locked_until: datetime | None = None
 
     @property
     def email(self) -> str:
@@ -111,6 +109,7 @@ class AccountPolicy:
     login_max_failures: int
     login_lockout_base_seconds: float
     reset_request_floor_seconds: float
+    session_hours: float
 
     def link(self, path: str, code: str) -> str:
         return f"{self.public_base_url.rstrip('/')}/{path}?{urlencode({'code': code})}"
@@ -149,7 +148,12 @@ class ApiToken:
     created_at: datetime
     last_used_at: datetime | None = None
     revoked_at: datetime | None = None
+    expires_at: datetime | None = None
+    """None: valid until revoked."""
 
     @property
     def active(self) -> bool:
         return self.revoked_at is None
+
+    def expired(self, now: datetime) -> bool:
+        return self.expires_at is not None and self.expires_at <= now

@@ -17,6 +17,14 @@ from datetime import datetime, timedelta
 from mailroom.domain.events import EmailChanged, EventBus, UserCreated
 from mailroom.domain.mail import Priority
 from mailroom.domain.permissions import MANAGE_USERS, PERMISSIONS, READ_USERS, SYSTEM, Permission, Subject
+from mailroom.domain.sessions import (
+    ANY_ACCOUNT,
+    CLIENT_FAILURE_FACTOR,
+    FORGET_FAILURES_AFTER,
+    LoginSession,
+    ThrottleKey,
+    lockout_seconds,
+)
 from mailroom.domain.users import (
     ADMIN_ROLE,
     BUILTIN_ROLES,
@@ -30,17 +38,17 @@ from mailroom.domain.users import (
 from mailroom.errors import (
     AccountLocked,
     AuthenticationFailed,
+    DuplicateEmail,
     InvalidCode,
     InvalidInput,
     PermissionDenied,
     RegistrationClosed,
     WeakPassword,
 )
-from mailroom.ports import Clock, PasswordHasher, UserStore
+from mailroom.ports import ApiTokenStore, Clock, LoginThrottle, PasswordHasher, SessionStore, UserStore
 from mailroom.usecases.templates import TemplateUseCases
 
 ACCOUNT_SET = "mailroom.account"
-MAX_LOCKOUT_SECONDS = 15 * 60.0
 MAX_PASSWORD_LENGTH = 1024
 
 
@@ -50,6 +58,8 @@ class Session:
 
     user: User
     subject: Subject
+    key: str | None = None
+    """The web session's key (what its cookie carries); None for API tokens and plain checks."""
 
 
 def hash_code(code: str) -> str:
@@ -58,8 +68,12 @@ def hash_code(code: str) -> str:
 
 class UserUseCases:
     def __init__(self, *, store: UserStore, hasher: PasswordHasher, templates: TemplateUseCases, events: EventBus,
-                 clock: Clock, policy: AccountPolicy, sleep: Callable[[float], None] = time.sleep) -> None:
+                 clock: Clock, policy: AccountPolicy, sessions: SessionStore, throttle: LoginThrottle,
+                 tokens: ApiTokenStore, sleep: Callable[[float], None] = time.sleep) -> None:
         self._store = store
+        self._sessions = sessions
+        self._throttle = throttle
+        self._tokens = tokens
         self._hasher = hasher
         self._templates = templates
         self._events = events
@@ -130,12 +144,24 @@ class UserUseCases:
         return self.create_user(SYSTEM, Profile(email=email, **profile), password=password, roles=[ADMIN_ROLE],
                                 verified=True, notify_user=False)
 
-    def register(self, profile: Profile, password: str) -> User:
-        """Self-registration: the account exists at once and is verified through the mailed link."""
+    def register(self, profile: Profile, password: str) -> User | None:
+        """Self-registration: the account exists at once and is verified through the mailed link.
+
+        When the address already has an account, its owner gets a password-reset mail instead and the
+        result is None: the caller answers the same either way, so registering does not reveal accounts.
+        """
         if not self._policy.self_registration:
             raise RegistrationClosed()
-        return self._create(profile, password=password, roles=(), verified=False, notify_user=True,
-                            self_registered=True)
+        try:
+            return self._create(profile, password=password, roles=(), verified=False, notify_user=True,
+                                self_registered=True)
+        except DuplicateEmail:
+            existing = self._store.find_by_email(profile.email)
+            if existing is not None and existing.enabled:
+                code = self._new_code(existing, CodePurpose.RESET_PASSWORD, hours=self._policy.reset_code_hours)
+                self._send_account_mail(existing, "password_reset",
+                                        confirm_url=self._policy.link("reset-password", code))
+            return None
 
     def update_profile(self, subject: Subject, user_id: str, profile: Profile, *, notify_user: bool = True) -> User:
         """Change a user's profile; a new address must be verified again (mailed when ``notify_user``)."""
@@ -175,6 +201,9 @@ class UserUseCases:
         user = self._store.get(user_id)
         updated = replace(user, enabled=enabled, updated_at=self._clock.now())
         self._store.update(updated)
+        if not enabled:
+            # Enabling again must not bring back the sessions of before: they end now.
+            self._sessions.revoke_for_user(user_id, self._clock.now())
         return updated
 
     def resend_verification(self, subject: Subject, user_id: str) -> str:
@@ -186,8 +215,12 @@ class UserUseCases:
         self._store.invalidate_codes(user_id, CodePurpose.VERIFY_EMAIL, self._clock.now())
         return self._send_verification(user, "email_verification")
 
-    def change_password(self, subject: Subject, user_id: str, current_password: str, new_password: str) -> None:
-        """A logged-in user changes their own password; they get the "password changed" notice."""
+    def change_password(self, subject: Subject, user_id: str, current_password: str, new_password: str, *,
+                        keep_session: str | None = None) -> None:
+        """A logged-in user changes their own password; they get the "password changed" notice.
+
+        Every other session of the user ends; the one with the key ``keep_session`` (the caller's) stays.
+        """
         if subject.user_id != user_id:
             raise PermissionDenied("own account", subject.user_id)
         user = self._store.get(user_id)
@@ -196,6 +229,8 @@ class UserUseCases:
             raise AuthenticationFailed("the current password is wrong")
         self._check_password(new_password)
         self._set_password(user, new_password)
+        self._sessions.revoke_for_user(user_id, self._clock.now(),
+                                       keep=hash_code(keep_session) if keep_session else None)
 
     # --- the code workflows -----------------------------------------------------------------------
 
@@ -232,8 +267,12 @@ class UserUseCases:
         """The user a reset link belongs to, so a form can greet them; the code stays unused."""
         return self._store.get(self._valid_code(code, CodePurpose.RESET_PASSWORD).user_id)
 
-    def reset_password(self, code: str, new_password: str, *, user_id: str | None = None) -> User:
-        """Set a new password with a reset link's code; every other reset link of the user stops working."""
+    def reset_password(self, code: str, new_password: str, *, user_id: str | None = None,
+                       revoke_tokens: bool = False) -> User:
+        """Set a new password with a reset link's code; every other reset link of the user stops working,
+        every session of the user ends, and with ``revoke_tokens`` every API token too (someone who knew the
+        old password may have made one). The login counters of the account are reset: the owner proved
+        who they are."""
         self._check_password(new_password)
         found = self._valid_code(code, CodePurpose.RESET_PASSWORD, user_id=user_id)
         user = self._store.get(found.user_id)
@@ -247,32 +286,69 @@ class UserUseCases:
             user = replace(user, verified=True, updated_at=self._clock.now())
             self._store.update(user)
         self._set_password(user, new_password)
+        now = self._clock.now()
+        self._sessions.revoke_for_user(user.id, now)
+        if revoke_tokens:
+            self._tokens.revoke_all(user.id, now)
+        self._throttle.clear_account(user.email)
         return user
 
     # --- authentication -------------------------------------------------------------------------
 
-    def authenticate(self, email: str, password: str) -> Session:
-        """Check a login. Unknown address, wrong password and disabled account give the same error; after
-        ``login_max_failures`` failures in a row each attempt waits longer (doubling, at most 15 min)."""
+    def authenticate(self, email: str, password: str, *, client: str = "") -> Session:
+        """Check a login from the client address ``client``.
+
+        Unknown address, wrong password and disabled account give the same error, and are counted the same
+        way: per (address typed, client) and per client across addresses. After ``login_max_failures``
+        failures of a counter (ten times that for the per-client one) each attempt waits longer (doubling, at
+        most 15 min) and gets AccountLocked, whatever the password. The owner logging in from elsewhere has
+        counters of their own, so an attacker cannot lock them out.
+        """
         now = self._clock.now()
+        account = ThrottleKey.of(email, client)
+        from_client = ThrottleKey(ANY_ACCOUNT, account.client)
+        locked_until = self._throttle.locked_until([account, from_client], now)
+        if locked_until is not None:
+            raise AccountLocked((locked_until - now).total_seconds())
         user = self._store.find_by_email(email.strip()) if "@" in email else None
-        if user is None:
-            self._hasher.verify(self._dummy(), password)  # as slow as a real check
-            raise AuthenticationFailed()
-        if user.locked_until is not None and user.locked_until > now:
-            raise AccountLocked((user.locked_until - now).total_seconds())
-        stored = self._store.password_hash(user.id)
-        if stored is None or not self._hasher.verify(stored, password) or not user.enabled:
-            self._record_failure(user, now)
+        stored = self._store.password_hash(user.id) if user is not None else None
+        # A dummy check when there is no hash: an unknown address takes as long as a wrong password.
+        matches = self._hasher.verify(stored or self._dummy(), password) and stored is not None
+        if user is None or not matches or not user.enabled:
+            self._record_failure(account, from_client, now)
             raise AuthenticationFailed()
         if not user.verified:
             raise AuthenticationFailed("confirm your e-mail address first: follow the link in the mail we sent")
-        if self._hasher.needs_rehash(stored):
+        if stored is not None and self._hasher.needs_rehash(stored):
             self._store.set_password_hash(user.id, self._hasher.hash(password), now)
-        if user.failed_logins or user.locked_until:
-            user = replace(user, failed_logins=0, locked_until=None)
-            self._store.update(user)
+        self._throttle.clear(account)  # not the per-client counter: one good login must not hide many bad
         return Session(user=user, subject=self.subject_of(user))
+
+    def log_in(self, email: str, password: str, *, client: str = "") -> Session:
+        """``authenticate`` and start a web session; the result's ``key`` goes into the cookie."""
+        session = self.authenticate(email, password, client=client)
+        now = self._clock.now()
+        key = secrets.token_urlsafe(32)  # 256 bits; only its hash is stored
+        self._sessions.purge(now)
+        self._sessions.add(LoginSession(key_hash=hash_code(key), user_id=session.user.id, created_at=now,
+                                        expires_at=now + timedelta(hours=self._policy.session_hours)))
+        return replace(session, key=key)
+
+    def session_by_key(self, key: str) -> Session | None:
+        """The session a cookie's key stands for, while it is neither revoked nor expired and its user is
+        enabled."""
+        if not key or len(key) > 200:
+            return None
+        found = self._sessions.find(hash_code(key))
+        if found is None or not found.valid(self._clock.now()):
+            return None
+        session = self.session(found.user_id)
+        return None if session is None else replace(session, key=key)
+
+    def log_out(self, key: str) -> None:
+        """End the web session with this key (a copy of its cookie stops working too)."""
+        if key and len(key) <= 200:
+            self._sessions.revoke(hash_code(key), self._clock.now())
 
     def subject_of(self, user: User) -> Subject:
         return user.subject(self._store.roles())
@@ -351,14 +427,15 @@ class UserUseCases:
         self._store.set_password_hash(user.id, self._hasher.hash(new_password), self._clock.now())
         self._send_account_mail(user, "password_changed")
 
-    def _record_failure(self, user: User, now: datetime) -> None:
-        failures = user.failed_logins + 1
-        locked_until = None
-        excess = failures - self._policy.login_max_failures
-        if excess >= 0:
-            delay = min(MAX_LOCKOUT_SECONDS, self._policy.login_lockout_base_seconds * 2 ** min(excess, 20))
-            locked_until = now + timedelta(seconds=delay)
-        self._store.update(replace(user, failed_logins=failures, locked_until=locked_until))
+    def _record_failure(self, account: ThrottleKey, from_client: ThrottleKey, now: datetime) -> None:
+        limits = ((account, self._policy.login_max_failures),
+                  (from_client, self._policy.login_max_failures * CLIENT_FAILURE_FACTOR))
+        for key, max_failures in limits:
+            failures = self._throttle.record_failure(key, now, forget_before=now - FORGET_FAILURES_AFTER)
+            delay = lockout_seconds(failures, max_failures=max_failures,
+                                    base_seconds=self._policy.login_lockout_base_seconds)
+            if delay is not None:
+                self._throttle.lock(key, now + timedelta(seconds=delay))
 
     def _check_password(self, password: str) -> None:
         if len(password) < self._policy.min_password_length:

@@ -17,7 +17,7 @@ from mailroom.app import Mailroom
 from mailroom.web import api, errors
 from mailroom.web.context import WebState
 from mailroom.web.pages import activate_page_language
-from mailroom.web.security import SecurityHeaders, SessionCookies
+from mailroom.web.security import AccountRequestLimits, SecurityHeaders, SessionCookies, redact_access_log
 from mailroom.web.ui import account, log, mail_test, overview, servers, templates, users
 
 
@@ -29,7 +29,10 @@ def create_app(room: Mailroom | None = None) -> FastAPI:
                   version="1", docs_url="/api/docs", redoc_url=None, openapi_url="/api/v1/openapi.json")
     cookies = SessionCookies(room.secrets.derive_key("web-session"), max_age_seconds=s.session_hours * 3600,
                              secure=s.public_base_url.startswith("https://"))
-    app.state.mailroom = WebState(room=room, cookies=cookies)
+    limits = AccountRequestLimits(per_address=s.account_requests_per_address,
+                                  per_client=s.account_requests_per_client)
+    app.state.mailroom = WebState(room=room, cookies=cookies, limits=limits)
+    redact_access_log()
 
     @app.middleware("http")
     async def session_cookie(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:

@@ -12,7 +12,7 @@ from mailroom.app import Mailroom
 from mailroom.domain.permissions import Subject
 from mailroom.errors import MailroomError
 from mailroom.usecases.users import Session
-from mailroom.web.security import CSRF_FIELD, CSRF_HEADER, SessionCookies, WebSession
+from mailroom.web.security import CSRF_FIELD, CSRF_HEADER, AccountRequestLimits, SessionCookies, WebSession
 
 
 class LoginRequired(MailroomError):
@@ -31,6 +31,7 @@ class CsrfRejected(MailroomError):
 class WebState:
     room: Mailroom
     cookies: SessionCookies
+    limits: AccountRequestLimits
 
 
 def web_state(request: Request) -> WebState:
@@ -47,6 +48,11 @@ def web_session(request: Request) -> WebSession:
     return session
 
 
+def client_address(request: Request) -> str:
+    """The caller's address (behind a proxy, as the server's proxy-header settings make it)."""
+    return request.client.host if request.client else ""
+
+
 def current(request: Request) -> Session | None:
     """The logged-in user, by API token (``Authorization: Bearer``) or session cookie; cached per request."""
     if hasattr(request.state, "session"):
@@ -58,8 +64,8 @@ def current(request: Request) -> Session | None:
         found = room(request).api_tokens.authenticate(authorization[7:])
         request.state.by_token = True
     else:
-        user_id = web_session(request).user_id
-        found = room(request).users.session(user_id) if user_id else None
+        key = web_session(request).key
+        found = room(request).users.session_by_key(key) if key else None
     request.state.session = found
     return found
 

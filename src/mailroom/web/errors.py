@@ -19,6 +19,7 @@ from mailroom.errors import (
     MailroomError,
     NotFound,
     PermissionDenied,
+    RateLimited,
     StorageError,
 )
 from mailroom.web.context import CsrfRejected, LoginRequired
@@ -28,6 +29,7 @@ from mailroom.web.pages import render, see_other
 STATUS: tuple[tuple[type[MailroomError], int], ...] = (
     (LoginRequired, 401),
     (AccountLocked, 429),
+    (RateLimited, 429),
     (AuthenticationFailed, 401),
     (CsrfRejected, 403),
     (PermissionDenied, 403),
@@ -64,7 +66,7 @@ def install(app: FastAPI) -> None:
         status = status_of(exc)
         if is_api(request):
             headers = {"Retry-After": str(max(1, round(exc.retry_after_seconds)))} \
-                if isinstance(exc, AccountLocked) else None
+                if isinstance(exc, AccountLocked | RateLimited) else None
             return JSONResponse(error_body(error_code(exc), str(exc), getattr(exc, "field", None)),
                                 status_code=status, headers=headers)
         if isinstance(exc, LoginRequired):

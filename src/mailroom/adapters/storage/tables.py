@@ -217,8 +217,6 @@ users = Table(
     Column("enabled", Boolean, nullable=False),
     Column("roles", Text, nullable=False, default=""),  # comma-separated role ids
     Column("password_hash", Text),
-    Column("failed_logins", Integer, nullable=False, default=0),
-    Column("locked_until", UtcDateTime),
     Column("created_at", UtcDateTime, nullable=False),
     Column("updated_at", UtcDateTime, nullable=False),
 )
@@ -253,5 +251,28 @@ api_tokens = Table(
     Column("created_at", UtcDateTime, nullable=False),
     Column("last_used_at", UtcDateTime),
     Column("revoked_at", UtcDateTime),
+    Column("expires_at", UtcDateTime),
     Index(None, "user_id"),
+)
+
+web_sessions = Table(
+    "mailroom_web_sessions", metadata,
+    Column("key_hash", String(64), primary_key=True),
+    Column("user_id", String(32), ForeignKey("mailroom_users.id", ondelete="CASCADE"), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("expires_at", UtcDateTime, nullable=False),
+    Column("revoked_at", UtcDateTime),
+    Index(None, "user_id"),
+    Index(None, "expires_at"),
+)
+
+# One row per (account, client address) and per client address (account ""); the account is the
+# lower-cased address as typed, known or not, so unknown addresses are throttled like known ones.
+login_throttle = Table(
+    "mailroom_login_throttle", metadata,
+    Column("account", String(320), primary_key=True),
+    Column("client", String(64), primary_key=True),
+    Column("failures", Integer, nullable=False),
+    Column("last_failure_at", UtcDateTime, nullable=False),
+    Column("locked_until", UtcDateTime),
 )

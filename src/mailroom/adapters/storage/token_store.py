@@ -22,7 +22,8 @@ class SqlApiTokenStore:
         with self._db.write() as conn:
             conn.execute(insert(api_tokens).values(
                 id=token.id, user_id=token.user_id, name=token.name, hint=token.hint, token_hash=token_hash,
-                created_at=token.created_at, last_used_at=token.last_used_at, revoked_at=token.revoked_at))
+                created_at=token.created_at, last_used_at=token.last_used_at, revoked_at=token.revoked_at,
+                expires_at=token.expires_at))
 
     def find_by_hash(self, token_hash: str) -> ApiToken | None:
         with self._db.read() as conn:
@@ -44,7 +45,12 @@ class SqlApiTokenStore:
         with self._db.write() as conn:
             conn.execute(update(api_tokens).where(api_tokens.c.id == token_id).values(last_used_at=now))
 
+    def revoke_all(self, user_id: str, now: datetime) -> int:
+        with self._db.write() as conn:
+            return int(conn.execute(update(api_tokens).where(
+                api_tokens.c.user_id == user_id, api_tokens.c.revoked_at.is_(None)).values(revoked_at=now)).rowcount)
+
 
 def _to_token(row: Row[Any]) -> ApiToken:
     return ApiToken(id=row.id, user_id=row.user_id, name=row.name, hint=row.hint, created_at=row.created_at,
-                    last_used_at=row.last_used_at, revoked_at=row.revoked_at)
+                    last_used_at=row.last_used_at, revoked_at=row.revoked_at, expires_at=row.expires_at)

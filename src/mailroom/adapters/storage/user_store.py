@@ -66,7 +66,7 @@ class SqlUserStore:
     def set_password_hash(self, user_id: str, password_hash: str, now: datetime) -> None:
         with self._db.write() as conn:
             changed = conn.execute(update(users).where(users.c.id == user_id).values(
-                password_hash=password_hash, updated_at=now, failed_logins=0, locked_until=None)).rowcount
+                password_hash=password_hash, updated_at=now)).rowcount
         if not changed:
             raise UserNotFound(user_id)
 
@@ -126,8 +126,7 @@ def _values(user: User) -> dict[str, Any]:
     return {"email": p.email, "email_key": p.email.lower(), "first_name": p.first_name,
             "last_name": p.last_name, "title": p.title, "salutation": p.salutation,
             "preferred_language": p.preferred_language, "verified": user.verified, "enabled": user.enabled,
-            "roles": ",".join(user.roles), "failed_logins": user.failed_logins,
-            "locked_until": user.locked_until, "created_at": user.created_at, "updated_at": user.updated_at}
+            "roles": ",".join(user.roles), "created_at": user.created_at, "updated_at": user.updated_at}
 
 
 def _to_user(row: Row[Any]) -> User:
@@ -135,4 +134,4 @@ def _to_user(row: Row[Any]) -> User:
                       salutation=row.salutation, preferred_language=row.preferred_language)
     return User(id=row.id, profile=profile, verified=row.verified, enabled=row.enabled,
                 roles=tuple(r for r in row.roles.split(",") if r), created_at=row.created_at,
-                updated_at=row.updated_at, failed_logins=row.failed_logins, locked_until=row.locked_until)
+                updated_at=row.updated_at)

@@ -555,6 +555,9 @@ class ProbeResult(BaseModel):
 
 class TokenIn(RequestModel):
     name: str = Field(description="What the token is for; 1 to 200 characters on one line.")
+    expires_days: int | None = Field(default=None, gt=0, le=3650,
+                                     description="The token stops working this many days from now; "
+                                                 "leave out for a token that lasts until revoked.")
 
 
 class TokenOut(BaseModel):
@@ -564,12 +567,14 @@ class TokenOut(BaseModel):
     created_at: datetime
     last_used_at: datetime | None
     revoked_at: datetime | None
+    expires_at: datetime | None = Field(description="When the token stops working; null: until revoked.")
     active: bool
 
     @classmethod
     def fields_of(cls, token: ApiToken) -> dict[str, Any]:
         return {"id": token.id, "name": token.name, "hint": token.hint, "created_at": token.created_at,
-                "last_used_at": token.last_used_at, "revoked_at": token.revoked_at, "active": token.active}
+                "last_used_at": token.last_used_at, "revoked_at": token.revoked_at, "expires_at": token.expires_at,
+                "active": token.active}
 
     @classmethod
     def of(cls, token: ApiToken) -> TokenOut:

@@ -25,7 +25,8 @@ def list_tokens(request: Request, session: LoggedIn) -> list[TokenOut]:
              dependencies=STATE_CHANGING, responses=errors(400))
 def create_token(request: Request, body: TokenIn, session: LoggedIn) -> TokenCreated:
     """The token acts with your permissions. Its secret is in this answer only: only a hash is kept."""
-    token, secret = room(request).api_tokens.create(session.subject, session.user.id, body.name)
+    token, secret = room(request).api_tokens.create(session.subject, session.user.id, body.name,
+                                                    expires_days=body.expires_days)
     return TokenCreated(**TokenOut.fields_of(token), token=secret)
 
 

@@ -12,8 +12,8 @@ from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, Response
 
 from mailroom.domain.users import Profile
-from mailroom.errors import AccountLocked, AuthenticationFailed, InvalidInput, RegistrationClosed
-from mailroom.web.context import csrf_form, current, login, room, web_session
+from mailroom.errors import AccountLocked, AuthenticationFailed, InvalidInput, RateLimited, RegistrationClosed
+from mailroom.web.context import client_address, csrf_form, current, login, room, web_session, web_state
 from mailroom.web.i18n import gettext as _
 from mailroom.web.pages import render, see_other
 
@@ -67,7 +67,7 @@ def show_login(request: Request, next: str = "/", done: str = "") -> Response:
 def do_login(request: Request, email: Text, password: Text, next: Annotated[str, Form()] = "/",
              ) -> Response:
     try:
-        session = room(request).users.authenticate(email, password)
+        session = room(request).users.log_in(email, password, client=client_address(request))
     except AccountLocked as exc:
         return login_page(request, next_path=next, email=email, status_code=429,
                           error=_("Too many failed logins. Try again in {seconds} seconds.").format(
@@ -76,14 +76,23 @@ def do_login(request: Request, email: Text, password: Text, next: Annotated[str,
         message = _("Wrong e-mail address or password.") if str(exc) == str(AuthenticationFailed()) else \
             _("Confirm your e-mail address first: follow the link in the mail we sent you.")
         return login_page(request, next_path=next, email=email, error=message, status_code=401)
-    web_session(request).log_in(session.user.id)
+    assert session.key is not None  # log_in always starts one
+    web_session(request).log_in(session.key)
     return see_other(request, safe_next(next))
 
 
 @router.post("/logout", dependencies=[Depends(csrf_form)])
 def do_logout(request: Request) -> Response:
-    web_session(request).log_out()
+    key = web_session(request).log_out()
+    if key:
+        room(request).users.log_out(key)  # on the server: a copy of the cookie stops working too
     return see_other(request, "/login?done=logout")
+
+
+def too_many(request: Request, heading: str, exc: RateLimited) -> HTMLResponse:
+    return form_page(request, heading, status_code=429, links=[{"href": "/login", "label": _("Log in")}],
+                     error=_("Too many requests. Try again in {seconds} seconds.").format(
+                         seconds=max(1, round(exc.retry_after_seconds))))
 
 
 def register_page(request: Request, *, error: str | None = None, values: dict[str, str] | None = None,
@@ -113,6 +122,11 @@ def do_register(request: Request, email: Text, password: Text, first_name: Optio
     values = {"email": email, "first_name": first_name, "last_name": last_name}
     language = request.headers.get("accept-language", "en").split(",")[0].split(";")[0].strip() or "en"
     try:
+        web_state(request).limits.hit("register", email=email, client=client_address(request))
+    except RateLimited as exc:
+        return too_many(request, _("Create an account"), exc)
+    try:
+        # An address that has an account gets the same answer (its owner a reset mail instead).
         users.register(Profile(email=email, first_name=first_name, last_name=last_name,
                                preferred_language=language), password)
     except InvalidInput as exc:
@@ -149,6 +163,10 @@ def show_forgot(request: Request) -> HTMLResponse:
 
 @router.post("/forgot-password", response_class=HTMLResponse, dependencies=[Depends(csrf_form)])
 def do_forgot(request: Request, email: Text) -> HTMLResponse:
+    try:
+        web_state(request).limits.hit("forgot-password", email=email, client=client_address(request))
+    except RateLimited as exc:
+        return too_many(request, _("Forgot your password?"), exc)
     room(request).users.request_password_reset(email)
     # The same page whatever the address: nobody learns which addresses have accounts.
     return form_page(request, _("Check your mail"),
@@ -159,7 +177,9 @@ def do_forgot(request: Request, email: Text) -> HTMLResponse:
 
 def reset_page(request: Request, code: str, *, error: str | None = None, status_code: int = 200) -> HTMLResponse:
     return form_page(request, _("Choose a new password"), error=error, status_code=status_code,
-                     fields=[field("password", _("New password"), "password", autocomplete="new-password")],
+                     fields=[field("password", _("New password"), "password", autocomplete="new-password"),
+                             field("revoke_tokens", _("Also revoke all my API tokens"), "checkbox", "on",
+                                   required=False)],
                      submit=_("Set password"), hidden={"code": code})
 
 
@@ -174,12 +194,13 @@ def show_reset(request: Request, code: str = "") -> HTMLResponse:
 
 
 @router.post("/reset-password", response_class=HTMLResponse, dependencies=[Depends(csrf_form)])
-def do_reset(request: Request, code: Text, password: Text) -> Response:
+def do_reset(request: Request, code: Text, password: Text,
+             revoke_tokens: Annotated[str | None, Form()] = None) -> Response:
     try:
-        room(request).users.reset_password(code, password)
+        room(request).users.reset_password(code, password, revoke_tokens=revoke_tokens is not None)
     except InvalidInput as exc:
         return reset_page(request, code, error=str(exc), status_code=422)
-    web_session(request).log_out()
+    web_session(request).log_out()  # its server-side session is revoked with all others of the user
     return see_other(request, "/login?done=reset")
 
 
@@ -191,12 +212,23 @@ def show_account(request: Request, done: str = "") -> HTMLResponse:
     return render(request, "account.html", tokens=tokens, new_token=None, error=None, notice=notice)
 
 
+def parse_days(value: str) -> float | None:
+    """The optional "expires in days" field: empty means never."""
+    if not value.strip():
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        raise InvalidInput(_("Expires in days must be a number."), field="expires_days") from None
+
+
 @router.post("/account/tokens", response_class=HTMLResponse, dependencies=[Depends(csrf_form)])
-def create_token(request: Request, name: Text) -> HTMLResponse:
+def create_token(request: Request, name: Text, expires_days: Annotated[str, Form()] = "") -> HTMLResponse:
     session = login(request)
     tokens = room(request).api_tokens
     try:
-        _token, secret = tokens.create(session.subject, session.user.id, name)
+        days = parse_days(expires_days)
+        _token, secret = tokens.create(session.subject, session.user.id, name, expires_days=days)
     except InvalidInput as exc:
         return render(request, "account.html", status_code=422, error=str(exc), new_token=None, notice=None,
                       tokens=tokens.list(session.subject, session.user.id))
@@ -216,7 +248,8 @@ def change_password(request: Request, current_password: Text, new_password: Text
     session = login(request)
     tokens = room(request).api_tokens.list(session.subject, session.user.id)
     try:
-        room(request).users.change_password(session.subject, session.user.id, current_password, new_password)
+        room(request).users.change_password(session.subject, session.user.id, current_password, new_password,
+                                            keep_session=web_session(request).key)
     except (InvalidInput, AuthenticationFailed) as exc:
         return render(request, "account.html", status_code=422, error=str(exc), new_token=None, tokens=tokens,
                       notice=None)

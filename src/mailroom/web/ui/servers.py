@@ -10,7 +10,6 @@ import asyncio
 import dataclasses
 from dataclasses import dataclass
 from typing import Annotated, Any
-from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -20,7 +19,7 @@ from mailroom.domain.servers import Security, ServerSettings, SmtpServer
 from mailroom.errors import InvalidInput
 from mailroom.ports import ProbeStep
 from mailroom.web import context
-from mailroom.web.context import csrf_form, room
+from mailroom.web.context import csrf_form, room, web_session
 from mailroom.web.i18n import gettext as _
 from mailroom.web.pages import render, see_other
 
@@ -143,13 +142,16 @@ DONE_NOTICES = {"added": "The SMTP server {name} was added. Test the connection 
 
 
 @router.get("/smtp", response_class=HTMLResponse)
-def list_servers(request: Request, done: str = "", name: str = "") -> HTMLResponse:
-    notice = _(DONE_NOTICES[done]).format(name=name) if done in DONE_NOTICES else None
+def list_servers(request: Request) -> HTMLResponse:
+    found = web_session(request).take_notice()
+    notice = _(DONE_NOTICES[found[0]]).format(name=found[1]) if found and found[0] in DONE_NOTICES else None
     return list_page(request, context.subject(request), notice=notice)
 
 
 def done(request: Request, what: str, name: str) -> RedirectResponse:
-    return see_other(request, f"/smtp?{urlencode({'done': what, 'name': name})}")
+    # The notice rides in the signed session cookie, not the URL: a link cannot make the page say anything.
+    web_session(request).flash(what, name)
+    return see_other(request, "/smtp")
 
 
 @router.get("/smtp/new", response_class=HTMLResponse)

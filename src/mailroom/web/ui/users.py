@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Annotated
-from urllib.parse import urlencode
 
 from babel import Locale
 from fastapi import APIRouter, Depends, Form, Request
@@ -14,7 +13,7 @@ from mailroom.domain.permissions import MANAGE_USERS, READ_USERS, Permission, Su
 from mailroom.domain.users import Profile, Role, User
 from mailroom.errors import InvalidInput
 from mailroom.web import context
-from mailroom.web.context import csrf_form, room
+from mailroom.web.context import csrf_form, room, web_session
 from mailroom.web.i18n import LANGUAGES
 from mailroom.web.i18n import gettext as _
 from mailroom.web.pages import render, see_other
@@ -77,19 +76,22 @@ DONE_NOTICES = {"created": "{email} was created.",
 
 
 def done(request: Request, path: str, what: str, email: str) -> RedirectResponse:
-    return see_other(request, f"{path}?{urlencode({'done': what, 'email': email})}")
+    # The notice rides in the signed session cookie, not the URL: a link cannot make the page say anything.
+    web_session(request).flash(what, email)
+    return see_other(request, path)
 
 
-def notice_for(done: str, email: str) -> str | None:
-    return _(DONE_NOTICES[done]).format(email=email) if done in DONE_NOTICES else None
+def notice_for(request: Request) -> str | None:
+    found = web_session(request).take_notice()
+    return _(DONE_NOTICES[found[0]]).format(email=found[1]) if found and found[0] in DONE_NOTICES else None
 
 
 @router.get("/users", response_class=HTMLResponse)
-def list_users(request: Request, done: str = "", email: str = "") -> HTMLResponse:
+def list_users(request: Request) -> HTMLResponse:
     caller = context.subject(request)
     users = sorted(room(request).users.list_users(caller), key=lambda u: u.email)
     return render(request, "users.html", users=users, roles=roles_by_id(request, caller), role_name=role_name,
-                  notice=notice_for(done, email))
+                  notice=notice_for(request))
 
 
 @router.get("/users/roles", response_class=HTMLResponse)
@@ -137,11 +139,11 @@ def detail_page(request: Request, caller: Subject, user: User, *, notice: str | 
 
 
 @router.get("/users/{user_id}", response_class=HTMLResponse)
-def show_user(request: Request, user_id: str, done: str = "", email: str = "") -> HTMLResponse:
+def show_user(request: Request, user_id: str) -> HTMLResponse:
     caller = context.subject(request)
     caller.require(READ_USERS)  # also for one's own entry: the page lists every role
     user = room(request).users.get_user(caller, user_id)
-    return detail_page(request, caller, user, notice=notice_for(done, email))
+    return detail_page(request, caller, user, notice=notice_for(request))
 
 
 @router.post("/users/{user_id}/roles", response_class=HTMLResponse, dependencies=[Depends(csrf_form)])
