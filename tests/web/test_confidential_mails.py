@@ -80,6 +80,8 @@ def test_a_mail_operator_cannot_read_the_admins_password_reset_code(
     assert ui.status_code == 200
     assert "content hidden" in ui.text.lower()
     assert "message.eml" not in ui.text and "body.html" not in ui.text
+    listing = operator.get("/log").text  # the log lists it, with its metadata and "content hidden"
+    assert mail_id in listing and "content hidden" in listing
     # Words that are only in the body find nothing.
     assert mail_id not in seen["/log?q=reset-password"] and mail_id not in seen["/log?q=code%3D"]
     assert operator.get("/api/v1/mails", params={"q": "reset-password"}).json()["total"] == 0
