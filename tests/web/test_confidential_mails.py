@@ -143,3 +143,13 @@ def test_an_ordinary_mail_stays_readable(room: Mailroom, admin: TestClient) -> N
                                                 "text": "plain words"}).json()["id"]
     assert b"plain words" in admin.get(f"/api/v1/mails/{mail_id}/raw").content
     assert admin.get(f"/api/v1/mails/{mail_id}").json()["confidential"] is False
+
+
+def test_any_mail_can_be_sent_confidential_from_the_cli(room: Mailroom, tmp_path: Path) -> None:
+    cli = _cli_on(room, tmp_path)
+    mail_id = cli.out("send", "--to", "a@example.org", "--subject", "your pin", "--text", "pin 4711",
+                      "--confidential").strip()
+    assert "confidential mail" in cli.err("show", mail_id, "--raw", code=2)
+    assert room.get_mail(SYSTEM, mail_id).confidential
+    stored = _content_row(room, mail_id)
+    assert stored is not None and b"4711" not in stored
