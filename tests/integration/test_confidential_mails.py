@@ -128,3 +128,15 @@ def test_sealed_contents_survive_a_key_rotation(database_url: str) -> None:
     with Mailroom(database_url=database_url, secret_key=f"{new},{old}") as room:
         [claim] = _claim(room)
         assert claim.id == mail_id and claim.message is not None and SECRET.encode() in claim.message
+
+
+def test_a_sealed_content_no_key_opens_waits_in_the_queue_without_blocking_the_others(database_url: str) -> None:
+    with Mailroom(database_url=database_url, secret_key=Fernet.generate_key().decode()) as room:
+        sealed = room.send_mail(SYSTEM, _secret_mail())
+    with Mailroom(database_url=database_url, secret_key=Fernet.generate_key().decode()) as room:
+        ordinary = room.send_mail(SYSTEM, Mail(to="bob@example.org", subject="plain", text="kept"))
+        assert [c.id for c in _claim(room)] == [ordinary]
+        waiting = room.get_mail(SYSTEM, sealed)
+        assert waiting.status is MailStatus.QUEUED and waiting.attempts == 0
+        assert waiting.last_error is not None and "cannot be decrypted" in waiting.last_error
+        assert _stored(room, sealed) is not None

@@ -6,7 +6,7 @@ import json
 import secrets
 from collections import defaultdict
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
@@ -57,6 +57,7 @@ from mailroom.errors import (
     ConfigurationError,
     InvalidTransition,
     MailNotFound,
+    SecretError,
 )
 from mailroom.ports import ClaimedMail, ContentSealer, DeliveryResult, NewOutgoing
 
@@ -74,6 +75,8 @@ _FINAL = sorted(s.value for s in MailStatus if s.is_final)
 # Marks a sealed content row. A MIME message starts with a header name, never with a NUL byte, so a
 # claim tells sealed from plain content by its first bytes, without reading the mail row again.
 SEALED = b"\x00mailroom-sealed-v1\x00"
+# A sealed content that no configured key opens waits this long before the next claim tries again.
+UNOPENED_RETRY_SECONDS = 300
 
 
 # The worker's statements, built once: they run for every batch, and building and hashing a statement
@@ -174,8 +177,9 @@ class SqlMailStore:
                 rows, surplus = _within_bytes(rows, max_bytes)
                 # Over the budget: given back in the same transaction, due as they were.
                 _give_back(conn, [(row.id, token, row.attempts) for row in surplus], retry_at=now, error=None)
-            contents = {mail_id: (self._opened(message), envelope) for mail_id, message, envelope
+            contents = {mail_id: (message, envelope) for mail_id, message, envelope
                         in conn.execute(_CONTENTS, {"ids": [row.id for row in rows]})}
+            rows = self._open_sealed(conn, rows, contents, token=token, now=now)
         claims = []
         for row in rows:
             message, envelope = contents.get(row.id, (None, ""))  # no content: retention dropped it
@@ -362,14 +366,30 @@ class SqlMailStore:
                                      "to seal its content: build SqlMailStore with the secret box")
         return SEALED + self._sealer.seal(new.message)
 
-    def _opened(self, message: bytes) -> bytes:
-        """A claimed message as the worker sends it: sealed contents opened, plain ones as they are."""
-        if not message.startswith(SEALED):
-            return message
-        if self._sealer is None:
-            raise ConfigurationError("a claimed mail is confidential, and this mail store has no secret key "
-                                     "to open its content: build SqlMailStore with the secret box")
-        return self._sealer.open(message[len(SEALED):])
+    def _open_sealed(self, conn: Connection, rows: list[Row[Any]], contents: dict[str, tuple[bytes, str]], *,
+                     token: str, now: datetime) -> list[Row[Any]]:
+        """Open the sealed contents among a claim's (in ``contents``, in place), so that the worker gets
+        the message it sends; the rows whose content no configured key opens go back to the queue with
+        the reason as last error, to go out once the old key is configured again."""
+        unopened: list[Row[Any]] = []
+        for row in rows:
+            message, envelope = contents.get(row.id, (b"", ""))
+            if not message.startswith(SEALED):
+                continue
+            try:
+                if self._sealer is None:
+                    raise SecretError("a claimed mail is confidential, and this mail store has no secret key to "
+                                      "open its content: build SqlMailStore with the secret box")
+                contents[row.id] = (self._sealer.open(message[len(SEALED):]), envelope)
+            except SecretError as exc:
+                unopened.append(row)
+                error = str(exc)
+        if not unopened:
+            return rows
+        _give_back(conn, [(row.id, token, row.attempts) for row in unopened],
+                   retry_at=now + timedelta(seconds=UNOPENED_RETRY_SECONDS), error=error)
+        given_back = {row.id for row in unopened}
+        return [row for row in rows if row.id not in given_back]
 
     @staticmethod
     def _status(conn: Connection, mail_id: str) -> MailStatus:
