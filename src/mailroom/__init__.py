@@ -14,6 +14,7 @@ from mailroom.domain.permissions import PERMISSIONS, SYSTEM, Subject
 from mailroom.domain.servers import Security, ServerSettings, SmtpServer
 from mailroom.errors import (
     AttachmentTooLarge,
+    ConfidentialContent,
     ConfigurationError,
     DeliveryError,
     InvalidAddress,
@@ -35,6 +36,7 @@ __all__ = [
     "Address",
     "Attachment",
     "AttachmentTooLarge",
+    "ConfidentialContent",
     "ConfigurationError",
     "DeliveryError",
     "EventBus",

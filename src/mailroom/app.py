@@ -74,10 +74,10 @@ class Mailroom:
             PostgresWakeup(self.database.url.set(drivername="postgresql").render_as_string(hide_password=False))
             if self.database.is_postgres else EventWakeup()
         )
-        self.store = SqlMailStore(self.database)
+        self.secrets = FernetSecretBox.from_settings(s.secret_key, s.secret_key_file)
+        self.store = SqlMailStore(self.database, self.secrets)
         self.builder = StdlibMessageBuilder(message_id_domain=s.message_id_domain)
         self.transport = transport or AiosmtplibTransport(ca_file=s.smtp_ca_file, helo_name=s.smtp_helo_name)
-        self.secrets = FernetSecretBox.from_settings(s.secret_key, s.secret_key_file)
         self.server_store = SqlServerStore(self.database, self.secrets)
         self._send = SendMail(outbox=self.store, builder=self.builder, clock=self.clock, wakeup=self.wakeup,
                               staging=s.staging_policy, max_attachment_bytes=s.max_attachment_bytes,

@@ -25,11 +25,13 @@ builtin exception it resembles, so callers may catch either::
     │   ├── UserNotFound
     │   └── TokenNotFound
     ├── PermissionDenied (PermissionError)    the subject lacks the permission the use case audits
-    │   └── RegistrationClosed                self-registration is switched off
+    │   ├── RegistrationClosed                self-registration is switched off
+    │   └── ConfidentialContent               the content of a confidential mail is never shown
     ├── AuthenticationFailed                  wrong e-mail or password (one message for both)
     │   └── AccountLocked                     too many failures: try again after ``retry_after``
     ├── RateLimited                           too many account requests (register, reset) from one place
     ├── InvalidTransition                     e.g. retrying a mail that is not failed
+    │   └── ConfidentialContentGone           retrying a confidential mail whose content was dropped
     ├── SecretError                           a stored secret cannot be decrypted with the configured keys
     ├── StorageError                          the database refused or is unreachable
     │   └── StorageUnavailable                connection lost, database restarting, busy or full: try again
@@ -198,6 +200,18 @@ class RegistrationClosed(PermissionDenied):
         self.user_id = None
 
 
+class ConfidentialContent(PermissionDenied):
+    """The content of a confidential mail (an account mail with a one-time code) is never shown, downloaded
+    or searched, whatever the caller's permissions: whoever reads it could take over the account."""
+
+    def __init__(self, mail_id: str) -> None:
+        MailroomError.__init__(self, f"the content of confidential mail {mail_id!r} is hidden: it holds a "
+                                     "secret for its recipient only; its log entry shows everything else")
+        self.mail_id = mail_id
+        self.permission = "read confidential content"
+        self.user_id = None
+
+
 class AuthenticationFailed(MailroomError):
     def __init__(self, message: str = "wrong e-mail address or password") -> None:
         super().__init__(message)
@@ -225,6 +239,18 @@ class InvalidTransition(MailroomError):
         self.mail_id = mail_id
         self.status = status
         self.operation = operation
+
+
+class ConfidentialContentGone(InvalidTransition):
+    """A confidential mail's content is dropped when the mail ends, so it cannot be sent again."""
+
+    def __init__(self, mail_id: str, status: str) -> None:
+        MailroomError.__init__(self, f"cannot retry mail {mail_id!r}: it is {status} and confidential, and its "
+                                     "content was dropped when it ended; send it again as a new mail (e.g. ask "
+                                     "for a new password-reset or verification link)")
+        self.mail_id = mail_id
+        self.status = status
+        self.operation = "retry"
 
 
 class SecretError(MailroomError):

@@ -140,7 +140,8 @@ class MailLog(Protocol):
         """One mail with its recipients and attempts; raises MailNotFound."""
 
     def raw_message(self, mail_id: str) -> bytes | None:
-        """The stored MIME message, or None once retention dropped the content."""
+        """The stored MIME message, or None once retention dropped the content; raises
+        ConfidentialContent for a confidential mail, whatever is stored."""
 
     def search(self, query: LogQuery) -> LogPage:
         """One page of mails matching the query."""
@@ -186,6 +187,15 @@ class SecretBox(Protocol):
 
     def decrypt(self, token: bytes) -> str:
         """Raises SecretError when no configured key opens the token."""
+
+
+class ContentSealer(Protocol):
+    """Encrypts the messages of confidential mails at rest (the same keys as the SMTP passwords)."""
+
+    def seal(self, content: bytes) -> bytes: ...
+
+    def open(self, sealed: bytes) -> bytes:
+        """Raises SecretError when no configured key opens it."""
 
 
 class SmtpSession(Protocol):

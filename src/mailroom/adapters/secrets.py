@@ -1,10 +1,12 @@
-"""SMTP passwords encrypted at rest with Fernet (AES-128-CBC + HMAC-SHA256), with key rotation."""
+"""SMTP passwords and confidential mail contents encrypted at rest with Fernet (AES-128-CBC +
+HMAC-SHA256), with key rotation."""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
 import os
+import stat
 from pathlib import Path
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
@@ -43,6 +45,7 @@ class FernetSecretBox:
             else:
                 with os.fdopen(fd, "wb") as handle:
                     handle.write(Fernet.generate_key() + b"\n")
+        _refuse_shared_key_file(path)
         keys = [line.strip() for line in path.read_bytes().splitlines() if line.strip()]
         return cls(keys)
 
@@ -63,6 +66,33 @@ class FernetSecretBox:
                 "MAILROOM_SECRET_KEY or the key file changed? Add the old key after the new one, "
                 "or enter the password again"
             ) from exc
+
+
+    def seal(self, content: bytes) -> bytes:
+        """Encrypt a confidential mail's message for storage."""
+        return self._fernet.encrypt(content)
+
+    def open(self, sealed: bytes) -> bytes:
+        """The message sealed by :meth:`seal` with any configured key."""
+        try:
+            return self._fernet.decrypt(sealed)
+        except InvalidToken as exc:
+            raise SecretError(
+                "the content of a confidential mail cannot be decrypted with the configured key(s): was "
+                "MAILROOM_SECRET_KEY or the key file changed? Add the old key after the new one"
+            ) from exc
+
+
+def _refuse_shared_key_file(path: Path) -> None:
+    """Whoever reads the key reads every SMTP password and confidential mail: it is its owner's alone."""
+    if os.name == "nt":  # no POSIX modes; the file's ACL decides
+        return
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if mode & 0o066:
+        raise ConfigurationError(
+            f"the key file {path} can be read or written by group or others (mode {mode:04o}): "
+            f"run `chmod 600 {path}`, and make a new key if others may have read it"
+        )
 
 
 def generate_key() -> str:

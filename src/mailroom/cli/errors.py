@@ -16,6 +16,7 @@ import typer
 
 from mailroom.errors import (
     AuthenticationFailed,
+    ConfidentialContent,
     DeliveryError,
     InvalidInput,
     InvalidTransition,
@@ -48,6 +49,8 @@ EXIT_CODES: tuple[tuple[type[BaseException], int], ...] = (
     (NotFound, INVALID),
     (InvalidInput, INVALID),  # includes ConfigurationError, InvalidAddress, NoRecipients, ...
     (InvalidTransition, INVALID),
+    # Not even SYSTEM reads a confidential mail's content (show --raw): the mail is refused, like bad input.
+    (ConfidentialContent, INVALID),
     # A CLI always runs as SYSTEM, so PermissionDenied is unexpected; it still means "refused input".
     (PermissionDenied, INVALID),
     # Stored passwords that no configured key opens: a configuration problem the operator fixes.

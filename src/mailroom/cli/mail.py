@@ -80,6 +80,9 @@ def send(
                                                 "time (local time without an offset).")] = None,
     expires_at: Annotated[str | None, typer.Option("--expires-at", help="Give up delivering after this ISO "
                                                    "8601 time.")] = None,
+    confidential: Annotated[bool, typer.Option("--confidential", help="The body holds a secret for the "
+                                               "recipients only: stored encrypted, never shown or searched, "
+                                               "dropped once the mail ends.")] = False,
     as_json: JsonOption = False,
 ) -> None:
     """Queue a mail for delivery and print its id."""
@@ -93,6 +96,7 @@ def send(
         text=body, html=html, attachments=[read_attachment(p) for p in attach or []], smtp_hint=smtp_hint,
         priority=priority, tags=tag or [], correlation_id=correlation_id,
         send_at=parse_moment(send_at, "--send-at"), expires_at=parse_moment(expires_at, "--expires-at"),
+        confidential=confidential,
     )
     mail_id = mailroom(ctx).send_mail(SYSTEM, mail)
     if as_json:

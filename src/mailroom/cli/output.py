@@ -129,7 +129,7 @@ def print_mail(mail: OutgoingMail) -> None:
         ("correlation id", text(mail.correlation_id)),
         ("original recipients", text(", ".join(mail.original_recipients))),
         ("size", text(f"{mail.size_bytes} bytes")),
-        ("content kept", text("yes" if mail.has_content else "no (dropped by retention)")),
+        ("content kept", text(_content_kept(mail))),
     )
     for label, value in rows:
         fields.add_row(label, value)
@@ -152,6 +152,13 @@ def print_mail(mail: OutgoingMail) -> None:
     if not mail.attempt_log:
         attempts.caption = "no attempt yet"
     out.print(attempts)
+
+
+def _content_kept(mail: OutgoingMail) -> str:
+    if mail.confidential:
+        return ("content hidden (confidential; dropped once the mail ends)" if mail.has_content
+                else "no: content hidden (confidential), dropped when the mail ended")
+    return "yes" if mail.has_content else "no (dropped by retention)"
 
 
 def server_json(server: SmtpServer) -> dict[str, Any]:

@@ -101,6 +101,9 @@ class Mail:
     """``set_id/name`` when the mail was rendered from a template."""
     locale: str | None = None
     """The template locale actually used."""
+    confidential: bool = False
+    """The content holds a secret for the recipient only (a password-reset or verification link): it is
+    stored encrypted, never shown, downloaded or searched, and dropped once the mail is final."""
 
     def __init__(self, *, to: AddressesInput = (), subject: str = "", text: str | None = None,
                  html: str | None = None, cc: AddressesInput = (), bcc: AddressesInput = (),
@@ -109,7 +112,7 @@ class Mail:
                  smtp_hint: str | None = None, priority: Priority | str = Priority.NORMAL,
                  send_at: datetime | None = None, expires_at: datetime | None = None,
                  tags: Sequence[str] = (), correlation_id: str | None = None, template: str | None = None,
-                 locale: str | None = None) -> None:
+                 locale: str | None = None, confidential: bool = False) -> None:
         put = object.__setattr__
         put(self, "to", parse_addresses(to, field="to"))
         put(self, "cc", parse_addresses(cc, field="cc"))
@@ -155,6 +158,9 @@ class Mail:
             if value is not None:
                 reject_line_breaks(name, value)
             put(self, name, value or None)
+        if not isinstance(confidential, bool):
+            raise InvalidInput("confidential must be true or false", field="confidential")
+        put(self, "confidential", confidential)
 
     @property
     def recipients(self) -> tuple[Address, ...]:
@@ -176,7 +182,8 @@ class Mail:
 
 
 _FIELDS = ("to", "subject", "text", "html", "cc", "bcc", "sender", "reply_to", "attachments", "headers",
-           "smtp_hint", "priority", "send_at", "expires_at", "tags", "correlation_id", "template", "locale")
+           "smtp_hint", "priority", "send_at", "expires_at", "tags", "correlation_id", "template", "locale",
+           "confidential")
 
 
 def _checked_headers(headers: Mapping[str, str]) -> dict[str, str]:

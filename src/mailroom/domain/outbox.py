@@ -111,6 +111,8 @@ class OutgoingMail:
     original_recipients: tuple[str, ...] = ()
     size_bytes: int = 0
     has_content: bool = True
+    confidential: bool = False
+    """Its content is never shown (see ``Mail.confidential``); everything else is."""
     attempt_log: tuple[DeliveryAttempt, ...] = field(default=())
 
     @property

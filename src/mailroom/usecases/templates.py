@@ -201,7 +201,8 @@ class TemplateUseCases:
                            bcc: AddressesInput = (), sender: AddressInput | None = None,
                            reply_to: AddressesInput = (), attachments: Sequence[Attachment] = (),
                            smtp_hint: str | None = None, priority: Priority | str = Priority.NORMAL,
-                           tags: Sequence[str] = (), correlation_id: str | None = None) -> str:
+                           tags: Sequence[str] = (), correlation_id: str | None = None,
+                           confidential: bool = False) -> str:
         """Render and queue; returns the mail id. Nothing is queued when anything is wrong."""
         subject.require(SEND_MAIL)
         data = parse_model(model)
@@ -210,7 +211,7 @@ class TemplateUseCases:
         mail = Mail(to=to, cc=cc, bcc=bcc, sender=sender, reply_to=reply_to, subject=rendered.subject,
                     text=rendered.text, html=rendered.html, attachments=attachments, smtp_hint=smtp_hint,
                     priority=priority, tags=tags, correlation_id=correlation_id, template=rendered.template,
-                    locale=rendered.locale)
+                    locale=rendered.locale, confidential=confidential)
         return self._send(subject, mail)
 
     # --- internals ------------------------------------------------------------------------------

@@ -398,10 +398,12 @@ class UserUseCases:
 
     def _send_account_mail(self, user: User, template: str, **extra: str) -> str:
         model = user.model(application_name=self._policy.application_name) | extra
+        # Confidential, every one of them: a reset or verification link read from the log lets a mail
+        # operator take over the account, and the others say what happened to an account.
         return self._templates.send_template_mail(
             SYSTEM, to=user.email, set_id=ACCOUNT_SET, name=template, model=model,
             language=user.profile.preferred_language, priority=Priority.HIGH, tags=("account", template),
-            correlation_id=user.id)
+            correlation_id=user.id, confidential=True)
 
     def _new_code(self, user: User, purpose: CodePurpose, *, hours: float) -> str:
         code = secrets.token_urlsafe(32)  # 256 bits; only its hash is stored

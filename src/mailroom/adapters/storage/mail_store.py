@@ -6,7 +6,7 @@ import json
 import secrets
 from collections import defaultdict
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
@@ -51,8 +51,15 @@ from mailroom.domain.outbox import (
     RecipientResult,
     RecipientStatus,
 )
-from mailroom.errors import InvalidTransition, MailNotFound
-from mailroom.ports import ClaimedMail, DeliveryResult, NewOutgoing
+from mailroom.errors import (
+    ConfidentialContent,
+    ConfidentialContentGone,
+    ConfigurationError,
+    InvalidTransition,
+    MailNotFound,
+    SecretError,
+)
+from mailroom.ports import ClaimedMail, ContentSealer, DeliveryResult, NewOutgoing
 
 _SORT_COLUMNS = {
     SortKey.QUEUED_AT: mails.c.queued_at,
@@ -64,6 +71,12 @@ _SORT_COLUMNS = {
     SortKey.ATTEMPTS: mails.c.attempts,
 }
 _CLAIMABLE = [s.value for s in CLAIMABLE_STATUSES]
+_FINAL = sorted(s.value for s in MailStatus if s.is_final)
+# Marks a sealed content row. A MIME message starts with a header name, never with a NUL byte, so a
+# claim tells sealed from plain content by its first bytes, without reading the mail row again.
+SEALED = b"\x00mailroom-sealed-v1\x00"
+# A sealed content that no configured key opens waits this long before the next claim tries again.
+UNOPENED_RETRY_SECONDS = 300
 
 
 # The worker's statements, built once: they run for every batch, and building and hashing a statement
@@ -116,8 +129,10 @@ _RECORD_ANSWER_TO_ONE = (
 class SqlMailStore:
     """Implements the Outbox, MailLog and Retention ports over one Database."""
 
-    def __init__(self, database: Database) -> None:
+    def __init__(self, database: Database, sealer: ContentSealer | None = None) -> None:
+        """``sealer`` encrypts the content of confidential mails; without it they are refused."""
         self._db = database
+        self._sealer = sealer
 
     # --- Outbox --------------------------------------------------------------------------------
 
@@ -153,12 +168,13 @@ class SqlMailStore:
                 "has_from": mail.sender is not None,
                 "original_recipients": json.dumps(list(new.original_recipients))
                 if new.original_recipients else None,
+                "confidential": mail.confidential,
             })
             recipient_rows.extend({
                 "mail_id": new.id, "position": position, "kind": r.kind.value, "email": r.email,
                 "name": r.name, "status": r.status.value, "code": r.code, "reply": r.reply,
             } for position, r in enumerate(new.recipients))
-            content_rows.append({"mail_id": new.id, "message": new.message,
+            content_rows.append({"mail_id": new.id, "message": self._sealed(new) if mail.confidential else new.message,
                                  "envelope": "\n".join(r.email for r in new.recipients)})
         with self._db.write() as conn:
             conn.execute(insert(mails), mail_rows)
@@ -178,6 +194,7 @@ class SqlMailStore:
                 _give_back(conn, [(row.id, token, row.attempts) for row in surplus], retry_at=now, error=None)
             contents = {mail_id: (message, envelope) for mail_id, message, envelope
                         in conn.execute(_CONTENTS, {"ids": [row.id for row in rows]})}
+            rows = self._open_sealed(conn, rows, contents, token=token, now=now)
             # A retry goes only to the recipients earlier attempts did not settle (a 4xx at RCPT defers one).
             retried = [row.id for row in rows if row.attempts > 1]
             settled: dict[str, dict[str, str]] = defaultdict(dict)
@@ -225,6 +242,7 @@ class SqlMailStore:
                 "sent_at": r.attempt.started_at if r.status in _DELIVERED else None,
                 "finished_at": r.attempt.started_at if r.status.is_final else None,
             } for r in current])
+            _drop_confidential_contents(conn, [r.mail_id for r in current if r.status.is_final])
             # Most mails end with every recipient given the same answer (all accepted with one 250): one
             # UPDATE per distinct answer covers them, instead of a row-by-row executemany.
             uniform: dict[tuple[str, int | None, str | None], list[str]] = defaultdict(list)
@@ -271,7 +289,11 @@ class SqlMailStore:
             status = self._status(conn, mail_id)
             if status not in RETRYABLE_STATUSES:
                 raise InvalidTransition(mail_id, status, "retry", "failed or cancelled")
-            if not conn.execute(select(mails.c.has_content).where(mails.c.id == mail_id)).scalar():
+            has_content, confidential = conn.execute(
+                select(mails.c.has_content, mails.c.confidential).where(mails.c.id == mail_id)).one()
+            if confidential and not has_content:
+                raise ConfidentialContentGone(mail_id, status)
+            if not has_content:
                 raise InvalidTransition(mail_id, f"{status} and its content was dropped by retention",
                                         "retry", "failed mails that still have their content")
             conn.execute(update(mails).where(mails.c.id == mail_id).values(
@@ -289,6 +311,7 @@ class SqlMailStore:
             conn.execute(update(mails).where(mails.c.id == mail_id).values(
                 status=MailStatus.CANCELLED.value, next_attempt_at=None, finished_at=now, updated_at=now,
                 last_error="cancelled"))
+            _drop_confidential_contents(conn, [mail_id])
             return self._load(conn, mail_id)
 
     # --- MailLog -------------------------------------------------------------------------------
@@ -299,7 +322,11 @@ class SqlMailStore:
 
     def raw_message(self, mail_id: str) -> bytes | None:
         with self._db.read() as conn:
-            self._status(conn, mail_id)
+            confidential = conn.execute(select(mails.c.confidential).where(mails.c.id == mail_id)).scalar()
+            if confidential is None:
+                raise MailNotFound(mail_id)
+            if confidential:
+                raise ConfidentialContent(mail_id)
             message: bytes | None = conn.execute(
                 select(mail_contents.c.message).where(mail_contents.c.mail_id == mail_id)).scalar()
             return message
@@ -381,6 +408,37 @@ class SqlMailStore:
 
     # --- helpers -------------------------------------------------------------------------------
 
+    def _sealed(self, new: NewOutgoing) -> bytes:
+        if self._sealer is None:
+            raise ConfigurationError(f"mail {new.id} is confidential, and this mail store has no secret key "
+                                     "to seal its content: build SqlMailStore with the secret box")
+        return SEALED + self._sealer.seal(new.message)
+
+    def _open_sealed(self, conn: Connection, rows: list[Row[Any]], contents: dict[str, tuple[bytes, str]], *,
+                     token: str, now: datetime) -> list[Row[Any]]:
+        """Open the sealed contents among a claim's (in ``contents``, in place), so that the worker gets
+        the message it sends; the rows whose content no configured key opens go back to the queue with
+        the reason as last error, to go out once the old key is configured again."""
+        unopened: list[Row[Any]] = []
+        for row in rows:
+            message, envelope = contents.get(row.id, (b"", ""))
+            if not message.startswith(SEALED):
+                continue
+            try:
+                if self._sealer is None:
+                    raise SecretError("a claimed mail is confidential, and this mail store has no secret key to "
+                                      "open its content: build SqlMailStore with the secret box")
+                contents[row.id] = (self._sealer.open(message[len(SEALED):]), envelope)
+            except SecretError as exc:
+                unopened.append(row)
+                error = str(exc)
+        if not unopened:
+            return rows
+        _give_back(conn, [(row.id, token, row.attempts) for row in unopened],
+                   retry_at=now + timedelta(seconds=UNOPENED_RETRY_SECONDS), error=error)
+        given_back = {row.id for row in unopened}
+        return [row for row in rows if row.id not in given_back]
+
     @staticmethod
     def _status(conn: Connection, mail_id: str) -> MailStatus:
         status = conn.execute(select(mails.c.status).where(mails.c.id == mail_id)).scalar()
@@ -416,6 +474,28 @@ class SqlMailStore:
         return {k: tuple(v) for k, v in found.items()}
 
 
+# A confidential mail that has reached a final status (by the worker's result or a cancel) loses its
+# content at once. The status is read from the row, not from the result: a worker whose lease was lost
+# wrote nothing, and must not take the content away from the worker now delivering the mail.
+_FINISHED_CONFIDENTIAL = (
+    select(mails.c.id)
+    .where(mails.c.id.in_(_IDS), mails.c.confidential.is_(True), mails.c.has_content.is_(True),
+           mails.c.status.in_(_FINAL))
+)
+_DROP_CONFIDENTIAL_CONTENTS = delete(mail_contents).where(mail_contents.c.mail_id.in_(_FINISHED_CONFIDENTIAL))
+_MARK_CONFIDENTIAL_DROPPED = (
+    update(mails).where(mails.c.id.in_(_FINISHED_CONFIDENTIAL)).values(has_content=False)
+)
+
+
+def _drop_confidential_contents(conn: Connection, mail_ids: list[str]) -> None:
+    """Delete the contents of those of ``mail_ids`` that are confidential and final (in the caller's
+    transaction): nothing needs them any more, and a content that is gone cannot leak."""
+    if mail_ids:
+        conn.execute(_DROP_CONFIDENTIAL_CONTENTS, {"ids": mail_ids})
+        conn.execute(_MARK_CONFIDENTIAL_DROPPED, {"ids": mail_ids})
+
+
 def _delete_mails(conn: Connection, ids: list[str]) -> int:
     # Children first: SQLite only cascades with foreign_keys=ON, and not every engine is ours.
     for child, column in ((mail_recipients, mail_recipients.c.mail_id), (mail_attempts, mail_attempts.c.mail_id),
@@ -435,6 +515,8 @@ def _contains(column: ColumnElement[Any], text: str) -> ColumnElement[bool]:
 
 
 def _term_condition(term: SearchTerm) -> ColumnElement[bool]:
+    # Metadata columns only, never mail_contents: the content of a confidential mail must not be found
+    # (nor its words guessed one by one) through a search, and the others' contents are not indexed.
     condition: ColumnElement[bool]
     if term.field is TermField.TEXT:
         condition = or_(_contains(mails.c.subject, term.value), _contains(mails.c.receiver, term.value))
@@ -481,7 +563,8 @@ def _to_outgoing(row: Row[Any], recipients: tuple[RecipientResult, ...],
         smtp_hint=row.smtp_hint, tags=tuple(t for t in (row.tags or "").split(",") if t),
         correlation_id=row.correlation_id, template=row.template, locale=row.locale,
         original_recipients=tuple(json.loads(row.original_recipients)) if row.original_recipients else (),
-        size_bytes=row.size_bytes, has_content=row.has_content, attempt_log=attempts,
+        size_bytes=row.size_bytes, has_content=row.has_content, confidential=row.confidential,
+        attempt_log=attempts,
     )
 
 

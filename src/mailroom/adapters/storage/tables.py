@@ -93,6 +93,8 @@ mails = Table(
     Column("has_from", Boolean, nullable=False),
     Column("original_recipients", Text),  # JSON list, set when staging changed the envelope
     Column("has_content", Boolean, nullable=False, default=True),  # false once retention dropped the content
+    # The content is sealed with the secret key, never read back, and dropped once the mail is final.
+    Column("confidential", Boolean, nullable=False, default=False),
     Index("ix_mailroom_mails_claim", "priority", "next_attempt_at",
           sqlite_where=CLAIMABLE, postgresql_where=CLAIMABLE),
     # Content retention walks only finished mails that still have content, oldest first.

@@ -72,7 +72,8 @@ def send_mail(request: Request, body: SendMailRequest, caller: Caller) -> MailCr
         mail = Mail(to=body.to, cc=body.cc, bcc=body.bcc, sender=body.sender, reply_to=body.reply_to,
                     subject=body.subject, text=body.text, html=body.html, attachments=attachments,
                     headers=body.headers, smtp_hint=body.smtp_hint, priority=body.priority, send_at=body.send_at,
-                    expires_at=body.expires_at, tags=body.tags, correlation_id=body.correlation_id)
+                    expires_at=body.expires_at, tags=body.tags, correlation_id=body.correlation_id,
+                    confidential=body.confidential)
     except InvalidInput as exc:
         name_request_field(exc, list(body.headers))
         raise
@@ -89,7 +90,8 @@ def send_template_mail(request: Request, body: SendTemplateMailRequest, caller: 
         mail_id = room(request).send_template_mail(
             caller, to=body.to, cc=body.cc, bcc=body.bcc, sender=body.sender, reply_to=body.reply_to,
             set_id=body.set_id, name=body.name, language=body.language, model=body.model, attachments=attachments,
-            smtp_hint=body.smtp_hint, priority=body.priority, tags=body.tags, correlation_id=body.correlation_id)
+            smtp_hint=body.smtp_hint, priority=body.priority, tags=body.tags, correlation_id=body.correlation_id,
+            confidential=body.confidential)
     except InvalidInput as exc:
         name_request_field(exc)
         raise
@@ -115,7 +117,8 @@ def get_mail(request: Request, mail_id: Key, caller: Caller) -> MailDetail:
                              "content": {"message/rfc822": {"schema": {"type": "string", "format": "binary"}}}},
                        **errors(404)})
 def get_raw_mail(request: Request, mail_id: Key, caller: Caller) -> Response:
-    """The message exactly as handed to the SMTP server (without Bcc). 404 once retention dropped it."""
+    """The message exactly as handed to the SMTP server (without Bcc). 404 once retention dropped it; 403
+    (`confidential_content`) for a confidential mail, whose content nobody reads back."""
     message = room(request).log.raw_message(caller, mail_id)
     if message is None:
         raise NotFound(f"the content of mail {mail_id!r} was dropped by retention")

@@ -225,6 +225,9 @@ class SendMailRequest(RequestModel):
     expires_at: Moment | None = Field(default=None, description="Fail the mail when still undelivered then.")
     tags: Tags = []
     correlation_id: ShortLine | None = None
+    confidential: bool = Field(default=False, description="The content holds a secret for the recipients only "
+                               "(a login or reset link): stored encrypted, never shown, downloaded or searched, "
+                               "and dropped once the mail is sent, failed or cancelled.")
 
 
 class SendTemplateMailRequest(RequestModel):
@@ -245,6 +248,9 @@ class SendTemplateMailRequest(RequestModel):
     priority: Priority = Priority.NORMAL
     tags: Tags = []
     correlation_id: ShortLine | None = None
+    confidential: bool = Field(default=False, description="The content holds a secret for the recipients only "
+                               "(a login or reset link): stored encrypted, never shown, downloaded or searched, "
+                               "and dropped once the mail is sent, failed or cancelled.")
 
 
 class MailCreated(BaseModel):
@@ -339,6 +345,7 @@ class MailSummary(BaseModel):
     locale: str | None = Field(description="The template locale actually used.")
     message_id: str
     size_bytes: int
+    confidential: bool = Field(description="Its content is hidden: /raw answers 403; everything else shows.")
 
     @classmethod
     def fields_of(cls, mail: OutgoingMail) -> dict[str, Any]:
@@ -350,7 +357,7 @@ class MailSummary(BaseModel):
             "attempt_count": mail.attempts, "last_error": mail.last_error, "server": mail.server_name,
             "smtp_hint": mail.smtp_hint, "tags": list(mail.tags), "correlation_id": mail.correlation_id,
             "template": mail.template, "locale": mail.locale, "message_id": mail.message_id,
-            "size_bytes": mail.size_bytes,
+            "size_bytes": mail.size_bytes, "confidential": mail.confidential,
         }
 
     @classmethod

@@ -372,7 +372,8 @@ def show_mail(request: Request, mail_id: str, subject: Annotated[Subject, Depend
               done: str = "", n: int = 0, skipped: int = 0) -> HTMLResponse:
     log = room(request).log
     mail = log.get(subject, mail_id)
-    raw = log.raw_message(subject, mail_id)
+    # A confidential mail's content is never read: the page shows its log entry and "content hidden".
+    raw = None if mail.confidential else log.raw_message(subject, mail_id)
     view = parse_message(raw)[1] if raw is not None else None
     notice, problem = outcome_message(done, n, skipped)
     if problem and n == 0:

@@ -1,7 +1,7 @@
 """web sessions, login throttle counters, API token expiry; the per-user login counters go
 
 Revision ID: 0008
-Revises: 0006
+Revises: 0007
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from alembic import op
 from mailroom.adapters.storage.tables import UtcDateTime
 
 revision = "0008"
-down_revision = "0006"
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 
