@@ -47,8 +47,7 @@ from mailroom.usecases.retention import PurgeExpired
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-# How long the result writer waits for more results before a commit, and the most it writes at once.
-RESULT_LINGER_SECONDS = 0.15
+# The most results the writer puts in one transaction.
 RESULT_BATCH_MAX = 1000
 # A storage call that fails is tried again after these many seconds, doubling up to the cap.
 STORAGE_RETRY_FIRST_SECONDS = 0.1
@@ -113,7 +112,7 @@ class Worker:
         self._lanes: dict[str, _Lane] = {}
         self._health: dict[str, ServerHealth] = {}  # outlives a lane: a removed and re-added server keeps it
         self._server_list: list[SmtpServer] = []
-        self._results: asyncio.Queue[DeliveryResult | None] = asyncio.Queue()
+        self._results: asyncio.Queue[tuple[DeliveryResult, asyncio.Future[None] | None] | None] = asyncio.Queue()
         self._unwritten = 0
         self._all_written = asyncio.Event()
         self._all_written.set()
@@ -354,6 +353,7 @@ class Worker:
     async def _sender(self, lane: _Lane) -> None:
         """One connection to one server: take the lane's mails one by one until it has none or is gone."""
         session: SmtpSession | None = None
+        unwritten: asyncio.Future[None] | None = None
         try:
             while not self._stopping.is_set() and self._lanes.get(lane.server.id) is lane:
                 if not lane.queue:
@@ -363,6 +363,14 @@ class Worker:
                     continue
                 if len(lane.senders) > lane.health.target:
                     return  # the server takes fewer connections: this one ends
+                if unwritten is not None:
+                    # A crash may resend only what is in flight: the mail being sent, and none whose result
+                    # is still on its way to the database. So one at a time per connection: the next mail
+                    # starts once the last result is written (the commit overlaps nothing but its own wait).
+                    await unwritten
+                    unwritten = None
+                    if not lane.queue:
+                        continue
                 held = lane.queue.popleft()
                 if not self._holds_lease(held):
                     self._drop(held)  # another worker may hold it now: never sent twice
@@ -398,7 +406,7 @@ class Worker:
                 lane.send_seconds = 0.5 * lane.send_seconds + 0.5 * (time.monotonic() - started)
                 if lane.health.sent():
                     self._staff(lane)
-                self._finish(held, result)
+                unwritten = self._finish(held, result)
         finally:
             if session is not None:
                 lane.open_connections -= 1
@@ -474,14 +482,17 @@ class Worker:
             log.warning("mail %s let go without sending: its lease ended or its delivery failed", held.claim.id)
         self._made_room()
 
-    def _finish(self, held: _Held, result: DeliveryResult) -> None:
+    def _finish(self, held: _Held, result: DeliveryResult) -> asyncio.Future[None]:
+        """Hand the result to the writer; the returned future is done once it is in the database."""
         if self._held.get(held.claim.id) is held:
             del self._held[held.claim.id]
         self.delivered += 1
         self._unwritten += 1
         self._all_written.clear()
-        self._results.put_nowait(result)
+        written: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._results.put_nowait((result, written))
         self._made_room()
+        return written
 
     def _made_room(self) -> None:
         """Wake the dispatcher once enough held mails are done for a refill (not for every mail)."""
@@ -515,29 +526,29 @@ class Worker:
     # --- results --------------------------------------------------------------------------------------
 
     async def _write_results(self) -> None:
-        """Group commit: results that finish close together are written in one transaction."""
+        """Group commit: whatever results arrived while the last transaction ran go into the next one.
+
+        There is no waiting for more: a sender does not start its next mail before its last result is
+        written (see ``_sender``), so a commit that waited would stall every connection. Under load the
+        batches grow by themselves, since results keep arriving while a commit runs.
+        """
         finished = False
         while not finished:
-            batch: list[DeliveryResult] = []
             item = await self._results.get()
-            lingered = False
+            batch: list[tuple[DeliveryResult, asyncio.Future[None] | None]] = []
             while True:
                 if item is None:
                     finished = True
                 else:
                     batch.append(item)
-                if finished or len(batch) >= RESULT_BATCH_MAX:
+                if finished or len(batch) >= RESULT_BATCH_MAX or self._results.empty():
                     break
-                if self._results.empty():
-                    if lingered or self._stopping.is_set() or not any(lane.busy for lane in self._lanes.values()):
-                        break
-                    lingered = True
-                    await asyncio.sleep(RESULT_LINGER_SECONDS)
-                    if self._results.empty():
-                        break
                 item = self._results.get_nowait()
             if batch:
-                await self._record(batch)
+                await self._record([result for result, _ in batch])
+                for _, written in batch:
+                    if written is not None and not written.done():
+                        written.set_result(None)
                 self._unwritten -= len(batch)
                 if not self._unwritten:
                     self._all_written.set()
