@@ -23,7 +23,7 @@ def test_bulk_rows_are_stored_as_sqlalchemy_stores_them(database_url: str) -> No
                 "message_id": "<m@x>", "queued_at": at, "attempts": 1, "updated_at": at, "size_bytes": 1,
                 "has_from": False} for i, at in enumerate(moments)])
             rows = [{"mail_id": f"m{i}", "number": 1, "started_at": at, "duration_ms": 5, "server_name": "s",
-                     "outcome": "sent", "code": 250, "reply": "OK"} for i, at in enumerate(moments)]
+                     "outcome": "sent", "code": 250, "reply": "OK", "uncertain": False} for i, at in enumerate(moments)]
             conn.execute(insert(mail_attempts), rows)
             BulkStatement(insert(mail_attempts)).execute(conn, rows)
         with db.read() as conn:
