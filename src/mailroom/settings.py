@@ -92,6 +92,12 @@ class Settings:
     dev_sink_port: int = 1025
     log_level: str = "INFO"
 
+    # Every template render runs in a child process with these hard limits (issue #11).
+    template_render_cpu_seconds: float = 2.0
+    """CPU time one render (preview, save check, send) may use before it is stopped."""
+    template_render_memory_mb: int = 256
+    """Memory one render may take beyond the render process's own footprint."""
+
     def __post_init__(self) -> None:
         positive = ("max_attachment_bytes", "max_message_bytes", "worker_batch_size", "worker_batch_bytes",
                     "smtp_connections_per_server", "lease_seconds", "poll_interval_seconds",
