@@ -151,8 +151,8 @@ class SecretVariableExposed(InvalidInput):
     def __init__(self, template: str, variable: str, where: str, line: int | None) -> None:
         at = f" line {line}" if line else ""
         super().__init__(
-            f"template {template!r}{at}: {{{{ {variable} }}}} is secret and may not be in {where}, which mail "
-            "clients load without a click (the code would go to that host); use it only in a link "
+            f"template {template!r}{at}: {{{{ {variable} }}}} is secret and may not be in {where}: a mail "
+            "client may load that without a click and hand the code to another host; use it only in a link "
             "(<a href>) or as text", field="html")
         self.template = template
         self.variable = variable

@@ -48,6 +48,9 @@ def exposures(html: str, secrets: frozenset[str] = SECRET) -> list[tuple[int, st
     ('<img src={{ confirm_url }}>', "<img src>"),
     ('<svg><image href="{{ confirm_url }}"/></svg>', "<image href>"),
     ('<meta http-equiv="refresh" content="0;url={{ confirm_url }}">', "<meta content>"),
+    ('<a ping="{{ confirm_url }}" href="/">x</a>', "<a ping>"),
+    ('<img {% if first_name == "Ann" %}alt{% else %}src{% endif %}="{{ confirm_url }}">', "<img altsrc>"),
+    ('<img {{ "src" }}="{{ confirm_url }}">', "<img src>"),  # seen in the rendered HTML
 ])
 def test_a_secret_in_anything_loaded_automatically_is_found(html: str, where: str) -> None:
     found = exposures(html)
@@ -64,6 +67,8 @@ def test_the_line_of_the_secret_is_reported() -> None:
     '<img src="{{ logo }}" alt="{{ confirm_url }}">',
     '<a href="{{ confirm_url }}"><img src="{{ logo }}"></a>',
     "<style>p { color: red }</style><p>{{ confirm_url }}</p>",
+    '<a href="{{ confirm_url }}" title="{{ confirm_url }}" data-link="{{ confirm_url }}">reset</a>',
+    "{{ '%d%% of 5000000'|format(3) }}<a href='{{ confirm_url }}'>x</a>",
 ])
 def test_links_text_and_other_variables_stay_allowed(html: str) -> None:
     assert exposures(html) == []

@@ -23,14 +23,15 @@ from mailroom.domain.templates import SecretExposure
 
 _MARKER = re.compile(r"mrsecret(\d+)z", re.IGNORECASE)
 
-# Attributes a mail client (a browser engine) fetches by itself, on any element.
-_LOADED_ANYWHERE = frozenset({"src", "srcset", "imagesrcset", "poster", "background", "lowsrc", "dynsrc",
-                              "longdesc", "codebase", "archive", "ping", "manifest", "icon", "profile",
-                              "xlink:href", "style"})
-# href is what a link is for; on any other element (link, base, SVG image, use, feImage) it is fetched.
+# Attributes that never make a mail client fetch anything. A secret may sit in these, in a link's href,
+# or in text; any other attribute is refused: an allowlist, so an attribute name the detector does not
+# know, or one assembled by Jinja ("<img {% if x %}alt{% else %}src{% endif %}=...>" reads as "altsrc"),
+# is refused too instead of slipping through.
+_HARMLESS = frozenset({"alt", "title", "class", "id", "name", "lang", "dir", "width", "height", "align",
+                       "valign", "target", "rel", "value", "placeholder", "label", "summary", "abbr", "headers",
+                       "scope", "colspan", "rowspan", "border", "cellpadding", "cellspacing", "bgcolor", "color",
+                       "face", "size", "hreflang", "type", "role", "tabindex"})
 _LINKS = frozenset({"a", "area"})
-_BY_ELEMENT = {"object": {"data", "classid"}, "meta": {"content"}, "param": {"value"},
-               "applet": {"code", "object"}, "embed": {"code"}}
 _RAW_TEXT = frozenset({"style", "script"})
 
 
@@ -40,11 +41,12 @@ def sentinel(index: int) -> str:
 
 
 def is_loaded(tag: str, attribute: str) -> bool:
-    if attribute in _LOADED_ANYWHERE:
+    """Whether a value in this attribute may be fetched without a click (anything not known harmless)."""
+    if tag in _LINKS and attribute == "href":
+        return False
+    if tag == "param" and attribute == "value":  # <param name=movie value=...> feeds a plug-in
         return True
-    if attribute == "href":
-        return tag not in _LINKS
-    return attribute in _BY_ELEMENT.get(tag, ())
+    return not (attribute in _HARMLESS or attribute.startswith(("data-", "aria-")))
 
 
 def find_exposures(env: jinja2.Environment | None, source: str, secrets: Iterable[str], *, part: str,
