@@ -11,9 +11,9 @@ import pytest
 
 from mailroom.adapters.templates.builtin import load_builtin_sets
 from mailroom.adapters.templates.jinja import JinjaTemplateRenderer
-from mailroom.domain.permissions import SYSTEM
+from mailroom.domain.permissions import EDIT_TEMPLATES, READ_TEMPLATES, SYSTEM, Subject
 from mailroom.domain.templates import Template, TemplateKind, TemplateSet, TemplateVersion, is_secret_name
-from mailroom.errors import SecretVariableExposed, TemplateNotFound, TemplateSetNotFound
+from mailroom.errors import PermissionDenied, SecretVariableExposed, TemplateNotFound, TemplateSetNotFound
 from mailroom.usecases.templates import BuiltinSet, TemplateUseCases
 
 SECRET = frozenset({"confirm_url"})
@@ -178,3 +178,15 @@ def test_a_secret_moved_into_an_image_through_a_block_of_the_layout_is_refused()
     with pytest.raises(SecretVariableExposed):
         cases.save_template(SYSTEM, replace(invite, html='{% extends "frame.html" %}'
                                                          '{% block pic %}{{ join_link }}{% endblock %}'))
+
+
+def test_previewing_posted_content_needs_edit_while_the_saved_template_needs_read() -> None:
+    cases = use_cases()
+    reader = Subject("reader", frozenset({READ_TEMPLATES}))
+    assert cases.preview(reader, "app", "invite").subject == "Join"
+    assert cases.preview_saved(reader, "app", "frame", "en").html == ""
+    edit = Template(set_id="app", name="invite", locale="en", subject="{{ 7 * 6 }}", text="x")
+    with pytest.raises(PermissionDenied):
+        cases.preview(reader, "app", "invite", template=edit)
+    editor = Subject("editor", frozenset({READ_TEMPLATES, EDIT_TEMPLATES}))
+    assert cases.preview(editor, "app", "invite", template=edit).subject == "42"

@@ -112,6 +112,15 @@ def test_a_saved_hostile_template_keeps_its_editor_page_working(admin: TestClien
         assert frame.status_code in (200, 422), frame.text[:300]
 
 
+def test_the_editor_preview_of_a_hostile_draft_shows_the_limit(admin: TestClient, room: Mailroom) -> None:
+    draft = {"subject": "s", "html": "{{ 'x'|center(10**10) }}", "text": "", "description": "",
+             "variables": "{}", "csrf_token": admin.headers["X-CSRF-Token"]}
+    parts = admin.post(f"{RESET}/preview.json", data=draft)
+    assert parts.status_code == 422 and "characters" in parts.json()["error"]
+    frame = admin.post(f"{RESET}/preview", data=draft | {"html": NESTED_LOOPS})
+    assert frame.status_code == 422 and "more than 2 s of CPU" in frame.text
+
+
 def test_a_self_including_partial_cannot_be_saved_or_rendered(admin: TestClient, room: Mailroom) -> None:
     url = f"{API}/templates/mailroom.account/layout/en"
     layout = admin.get(url).json()
