@@ -26,7 +26,7 @@ from mailroom.adapters.storage.token_store import SqlApiTokenStore
 from mailroom.adapters.storage.user_store import SqlUserStore
 from mailroom.adapters.storage.wakeup import EventWakeup, PostgresWakeup
 from mailroom.adapters.templates.builtin import load_builtin_sets
-from mailroom.adapters.templates.jinja import JinjaTemplateRenderer
+from mailroom.adapters.templates.isolated import IsolatedTemplateRenderer
 from mailroom.domain.events import EventBus, SendMailRequested
 from mailroom.domain.log import LogPage, LogQuery
 from mailroom.domain.mail import Attachment, Mail
@@ -84,7 +84,10 @@ class Mailroom:
                               max_message_bytes=s.max_message_bytes)
         self.log = MailLogUseCases(log=self.store, outbox=self.store, clock=self.clock, wakeup=self.wakeup)
         self.servers = SmtpServerUseCases(store=self.server_store, transport=self.transport, wakeup=self.wakeup)
-        self.templates = TemplateUseCases(store=SqlTemplateStore(self.database), renderer=JinjaTemplateRenderer(),
+        # Templates are code an editor writes: each render runs in a child process with hard limits.
+        self.renderer = IsolatedTemplateRenderer(cpu_seconds=s.template_render_cpu_seconds,
+                                                 memory_mb=s.template_render_memory_mb)
+        self.templates = TemplateUseCases(store=SqlTemplateStore(self.database), renderer=self.renderer,
                                           send=self._send, clock=self.clock, builtin_sets=load_builtin_sets())
         if migrate:
             self.templates.ensure_builtin()
@@ -210,6 +213,7 @@ class Mailroom:
         return asyncio.run(self.run_worker(until_idle=True)).delivered
 
     def close(self) -> None:
+        self.renderer.close()
         self.database.dispose()
 
     def __enter__(self) -> Mailroom:

@@ -13,7 +13,12 @@ builtin exception it resembles, so callers may catch either::
     │   ├── InvalidModel                      a template model that is not a JSON object / lacks variables
     │   ├── TemplateSyntaxError               a template that does not compile (with its line)
     │   ├── TemplateRenderError               a render that failed: undefined variable, sandbox, limits
-    │   │   └── SandboxViolation              a template reached for something outside its model
+    │   │   ├── SandboxViolation              a template reached for something outside its model
+    │   │   └── TemplateLimitExceeded         a render went over a limit; the message names it
+    │   │       ├── TemplateTooSlow           more CPU time than ``template_render_cpu_seconds``
+    │   │       ├── TemplateTooLarge          more memory than ``template_render_memory_mb``, or a huge text
+    │   │       └── TemplateRecursion         a template that includes or calls itself, or nests too deeply
+    │   ├── SecretVariableExposed             a secret variable where a mail client loads it by itself
     │   ├── DuplicateEmail                    another user has this address
     │   ├── WeakPassword                      shorter than ``min_password_length``
     │   └── InvalidCode                       a workflow code that is unknown, used, expired or not yours
@@ -124,6 +129,40 @@ class TemplateRenderError(InvalidInput):
 
 class SandboxViolation(TemplateRenderError):
     """A template tried to reach attributes or functions outside its model (e.g. ``__class__``)."""
+
+
+class TemplateLimitExceeded(TemplateRenderError):
+    """A render was stopped at one of its limits (CPU time, memory, size, recursion)."""
+
+
+class TemplateTooSlow(TemplateLimitExceeded):
+    def __init__(self, template: str, cpu_seconds: float) -> None:
+        super().__init__(template, f"the template used more than {cpu_seconds:g} s of CPU (a runaway loop?)")
+        self.cpu_seconds = cpu_seconds
+
+
+class TemplateTooLarge(TemplateLimitExceeded):
+    """Over the memory limit, or a text or number far larger than any mail needs."""
+
+
+class TemplateRecursion(TemplateLimitExceeded):
+    """A template that includes, extends or calls itself, or nests blocks or brackets too deeply."""
+
+
+class SecretVariableExposed(InvalidInput):
+    """A secret variable (a reset or confirmation link) is where a mail client loads it without a click:
+    an image, a stylesheet, a frame. Loading it would hand the code to that host."""
+
+    def __init__(self, template: str, variable: str, where: str, line: int | None) -> None:
+        at = f" line {line}" if line else ""
+        super().__init__(
+            f"template {template!r}{at}: {{{{ {variable} }}}} is secret and may not be in {where}: a mail "
+            "client may load that without a click and hand the code to another host; use it only in a link "
+            "(<a href>) or as text", field="html")
+        self.template = template
+        self.variable = variable
+        self.where = where
+        self.line = line
 
 
 class DuplicateEmail(InvalidInput):

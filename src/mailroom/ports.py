@@ -16,7 +16,7 @@ from mailroom.domain.mail import Mail
 from mailroom.domain.outbox import DeliveryAttempt, MailStatus, OutgoingMail, RecipientResult
 from mailroom.domain.servers import ServerSettings, SmtpServer
 from mailroom.domain.sessions import LoginSession, ThrottleKey
-from mailroom.domain.templates import RenderedTemplate, Template, TemplateSet, TemplateVersion
+from mailroom.domain.templates import RenderedTemplate, SecretExposure, Template, TemplateSet, TemplateVersion
 from mailroom.domain.users import ApiToken, OneTimeCode, Role, User
 
 # --- values that cross the ports -------------------------------------------------------------------
@@ -284,6 +284,10 @@ class TemplateRenderer(Protocol):
 
     def render(self, template: Template, partials: Sequence[Template], model: dict[str, object]) -> RenderedTemplate:
         """Subject, HTML and text; text derived from HTML when the template has none."""
+
+    def exposed_secrets(self, template: Template, partials: Sequence[Template],
+                        secrets: frozenset[str]) -> list[SecretExposure]:
+        """Where the HTML puts one of ``secrets`` into something a mail client loads by itself."""
 
     def choose_locale(self, requested: str | None, available: Sequence[str], default: str) -> str:
         """The best available locale for a requested one (de_DE → de-DE → de → default)."""

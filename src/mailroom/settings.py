@@ -107,6 +107,12 @@ class Settings:
     account_requests_per_client: str = "20/hour"
     """Registrations and reset requests one client address may make, whatever the e-mail addresses."""
 
+    # Every template render runs in a child process with these hard limits (issue #11).
+    template_render_cpu_seconds: float = 2.0
+    """CPU time one render (preview, save check, send) may use before it is stopped."""
+    template_render_memory_mb: int = 256
+    """Memory one render may take beyond the render process's own footprint."""
+
     def __post_init__(self) -> None:
         positive = ("max_attachment_bytes", "max_message_bytes", "worker_batch_size", "worker_batch_bytes",
                     "smtp_connections_per_server", "lease_seconds", "poll_interval_seconds",

@@ -14,6 +14,14 @@ from mailroom.errors import InvalidInput
 _SET_ID = re.compile(r"^[a-z0-9][a-z0-9._-]{0,99}$")
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,99}$")
 _LOCALE = re.compile(r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8})*$")
+# Names that hold a one-time code or a link carrying one, in any set: a set (or the app) may declare more.
+_SECRET_NAME = re.compile(r"(^|_)(code|token|secret|password|confirm_url|reset_url|verify_url|"
+                          r"verification_url|activation_url|magic_link|login_link)$")
+
+
+def is_secret_name(name: str) -> bool:
+    """Whether a variable is secret by its name alone (``confirm_url``, ``reset_code``, ``api_token``, ...)."""
+    return bool(_SECRET_NAME.search(name.lower()))
 
 
 class TemplateKind(enum.StrEnum):
@@ -55,6 +63,9 @@ class Template:
     """One template (or partial) in one locale.
 
     ``variables`` declares the model variables the template uses, each with a sample value for previews.
+    ``secret_variables`` names those that carry a code (a reset or confirmation link): they may appear in
+    links and text, never where a mail client loads them by itself. It is declared by the set that ships
+    the template (``set.toml``), not edited at run time, so an editor cannot switch the protection off.
     """
 
     set_id: str
@@ -66,6 +77,7 @@ class Template:
     text: str | None = None
     description: str = ""
     variables: Mapping[str, str] = field(default_factory=dict)
+    secret_variables: frozenset[str] = frozenset()
     version: int = 0
     updated_at: datetime | None = None
     updated_by: str | None = None
@@ -86,6 +98,7 @@ class Template:
             if not variable.isidentifier():
                 raise InvalidInput(f"variable {variable!r} is not a name a template can use", field="variables")
         object.__setattr__(self, "variables", dict(self.variables))
+        object.__setattr__(self, "secret_variables", frozenset(self.secret_variables))
 
     @property
     def key(self) -> tuple[str, str, str]:
@@ -120,6 +133,16 @@ class RenderedTemplate:
     text: str
     locale: str
     template: str  # "set_id/name"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SecretExposure:
+    """A secret variable found where a mail client loads it by itself: ``where`` is e.g. ``<img src>``."""
+
+    variable: str
+    where: str
+    part: str  # the template part or partial: "html", "layout.html", ...
+    line: int | None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -21,9 +21,10 @@ from mailroom.domain.templates import (
     TemplateKind,
     TemplateSet,
     TemplateVersion,
+    is_secret_name,
     normalise_locale,
 )
-from mailroom.errors import InvalidInput, InvalidModel, TemplateNotFound, TemplateSetNotFound
+from mailroom.errors import InvalidInput, InvalidModel, SecretVariableExposed, TemplateNotFound, TemplateSetNotFound
 from mailroom.ports import Clock, TemplateRenderer, TemplateStore
 from mailroom.usecases.send_mail import SendMail
 
@@ -118,6 +119,7 @@ class TemplateUseCases:
         current = self._store.get_template(set_id, name, normalise_locale(locale))
         restored = Template(set_id=set_id, name=name, locale=current.locale, kind=current.kind, subject=old.subject,
                             html=old.html, text=old.text, variables=old.variables, description=current.description)
+        self._check(restored)  # an old version may predate a check (a secret in an image): it is not let back in
         return self._store.save_template(restored, saved_by=subject.user_id, now=self._clock.now())
 
     def restore_default(self, subject: Subject, set_id: str, name: str, locale: str) -> Template:
@@ -189,12 +191,21 @@ class TemplateUseCases:
     def preview(self, subject: Subject, set_id: str, name: str, *, language: str | None = None,
                 model: Mapping[str, Any] | str | None = None, template: Template | None = None) -> RenderedTemplate:
         """Render subject, HTML and text; ``model`` may be a JSON text. With ``template`` (an unsaved edit),
-        that content is rendered with the set's partials; without a model, the declared samples are used."""
-        subject.require(READ_TEMPLATES)
+        that content is rendered with the set's partials; without a model, the declared samples are used.
+
+        Rendering posted content runs template code of the caller's choosing, which is what editing
+        allows: it needs EDIT_TEMPLATES. Rendering what is saved needs READ_TEMPLATES only."""
+        subject.require(READ_TEMPLATES if template is None else EDIT_TEMPLATES)
         chosen, partials = self._resolve(set_id, name, language) if template is None else (
             template, self._partials(set_id, template.locale))
         data = dict(chosen.variables) if model is None else parse_model(model)
         return self._render(chosen, partials, data)
+
+    def preview_saved(self, subject: Subject, set_id: str, name: str, locale: str) -> RenderedTemplate:
+        """Render one stored template or partial, in exactly its locale, with its declared samples."""
+        subject.require(READ_TEMPLATES)
+        template = self._store.get_template(set_id, name, normalise_locale(locale))
+        return self._render(template, self._partials(set_id, template.locale), dict(template.variables))
 
     def send_template_mail(self, subject: Subject, *, to: AddressesInput, set_id: str, name: str,
                            model: Mapping[str, Any] | str, language: str | None = None, cc: AddressesInput = (),
@@ -249,15 +260,31 @@ class TemplateUseCases:
 
     def _check(self, template: Template, partials: Sequence[Template] | None = None) -> None:
         self._renderer.check(template)
-        if template.kind is TemplateKind.PARTIAL:
-            return
         if partials is None:
             partials = self._partials(template.set_id, template.locale)
-        undeclared = sorted(self._renderer.variables_used(template, partials) - set(template.variables))
+        used = self._renderer.variables_used(template, partials)
+        self._refuse_exposed_secrets(template, partials, used)
+        if template.kind is TemplateKind.PARTIAL:
+            return
+        undeclared = sorted(used - set(template.variables))
         if undeclared:
             raise InvalidInput(f"{template.qualified_name} uses undeclared variables: {', '.join(undeclared)}; "
                                "declare each with a sample value", field="variables")
 
+    def secret_variables(self, template: Template, used: Sequence[str] | set[str] = ()) -> frozenset[str]:
+        """The template's own declaration, every secret its shipped set declares (a stored template does
+        not keep the declaration, and a partial may be handed any of them), and secret-looking names."""
+        builtin = self._builtins.get(template.set_id)
+        shipped = {name for t in builtin.templates for name in t.secret_variables} if builtin else set()
+        by_name = {name for name in (*template.variables, *used) if is_secret_name(name)}
+        return frozenset(template.secret_variables | shipped | by_name)
+
+    def _refuse_exposed_secrets(self, template: Template, partials: Sequence[Template], used: set[str]) -> None:
+        exposures = self._renderer.exposed_secrets(template, partials, self.secret_variables(template, used))
+        if exposures:
+            first = exposures[0]
+            raise SecretVariableExposed(f"{template.qualified_name} ({first.part})", first.variable, first.where,
+                                        first.line)
 
 def parse_model(model: Mapping[str, Any] | str) -> dict[str, Any]:
     """The model as a dict; a JSON text must hold an object."""

@@ -3,6 +3,8 @@
     <set id>/
       set.toml                               id, name, description, tags, default_locale and, per
                                              template, [templates.<name>] description + variables
+                                             (+ secret_variables = ["confirm_url"]: codes and links
+                                             that may not go where a mail client loads by itself)
       partials/<name>.<locale>.html|.txt     layouts, headers, footers
       templates/<name>.<locale>.subject.txt
       templates/<name>.<locale>.html|.txt
@@ -75,7 +77,8 @@ def parse_files(files: Mapping[str, str], *, origin: str) -> tuple[TemplateSet, 
         Template(set_id=template_set.id, name=name, locale=locale, kind=kind,
                  subject=content.get("subject.txt", "").strip(), html=content.get("html"), text=content.get("txt"),
                  description=str(meta.get(name, {}).get("description", "")),
-                 variables=_variables(meta.get(name, {}), locale))
+                 variables=_variables(meta.get(name, {}), locale),
+                 secret_variables=frozenset(str(v) for v in meta.get(name, {}).get("secret_variables", ())))
         for (kind, name, locale), content in sorted(parts.items())
     ]
     return template_set, found
@@ -108,8 +111,11 @@ def to_files(template_set: TemplateSet, templates: Iterable[Template]) -> dict[s
     for name, versions in sorted(by_name.items()):
         # The variables most locales declare are the template's; a locale that differs gets its own table.
         shared = max((dict(t.variables) for t in versions), key=lambda v: sum(dict(t.variables) == v for t in versions))
-        lines += ["", f"[templates.{name}]", f"description = {_toml(versions[0].description)}",
-                  f"[templates.{name}.variables]", *_assignments(shared)]
+        lines += ["", f"[templates.{name}]", f"description = {_toml(versions[0].description)}"]
+        secrets = sorted({v for t in versions for v in t.secret_variables})
+        if secrets:
+            lines.append(f"secret_variables = [{', '.join(_toml(v) for v in secrets)}]")
+        lines += [f"[templates.{name}.variables]", *_assignments(shared)]
         for t in versions:
             if dict(t.variables) != shared:
                 lines += [f'[templates.{name}.locales."{t.locale}".variables]', *_assignments(t.variables)]

@@ -19,7 +19,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from mailroom.domain.permissions import EDIT_TEMPLATES, READ_USERS, Subject
 from mailroom.domain.templates import RenderedTemplate, Template, TemplateKind, TemplateVersion, normalise_locale
-from mailroom.errors import InvalidInput, TemplateSyntaxError
+from mailroom.errors import InvalidInput, SecretVariableExposed, TemplateSyntaxError
 from mailroom.web import context
 from mailroom.web.context import csrf_form, room
 from mailroom.web.i18n import gettext as _
@@ -118,6 +118,9 @@ def describe(exc: InvalidInput) -> EditorError:
         else:
             message = _("Syntax error in {part}: {reason}").format(part=where, reason=exc.reason)
         return EditorError(message, part=part, line=exc.line)
+    if isinstance(exc, SecretVariableExposed):
+        found = _PART.search(exc.template)
+        return EditorError(str(exc), part=found.group(1) if found else "html", line=exc.line)
     field = exc.field if exc.field in part_labels() else None
     return EditorError(str(exc), part=field)
 
@@ -178,7 +181,7 @@ def editor_page(request: Request, caller: Subject, current: Template, draft: Dra
     saved_preview: RenderedTemplate | None = None
     preview_error: str | None = None
     try:
-        saved_preview = templates.preview(caller, current.set_id, current.name, template=current)
+        saved_preview = templates.preview_saved(caller, *key)
     except InvalidInput as exc:
         preview_error = describe(exc).message
     who = saver_names(request, caller)
@@ -273,15 +276,15 @@ def preview_saved(request: Request, set_id: str, name: str, locale: str) -> HTML
     """The stored template's HTML with its sample values: what the preview frame shows at first."""
     caller = context.subject(request)
     templates = room(request).templates
-    current = templates.get_template(caller, set_id, name, locale)
     try:
-        return preview_document(templates.preview(caller, set_id, name, template=current))
+        return preview_document(templates.preview_saved(caller, set_id, name, locale))
     except InvalidInput as exc:
         return preview_error_document(describe(exc).message)
 
 
 def render_draft(request: Request, set_id: str, name: str, locale: str, draft: Draft) -> RenderedTemplate:
     caller = context.subject(request)
+    caller.require(EDIT_TEMPLATES)  # posted content is template code: rendering it is editing (issue #11)
     templates = room(request).templates
     current = templates.get_template(caller, set_id, name, locale)
     return templates.preview(caller, set_id, name, language=current.locale, model=parse_samples(
