@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -9,11 +11,13 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, IntegrityError, OperationalError, SQLAlchemyError
 
 from mailroom.errors import ConfigurationError, StorageError
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+
+logger = logging.getLogger("mailroom.storage")
 
 
 class Database:
@@ -63,11 +67,11 @@ class Database:
         try:
             yield
         except OperationalError as exc:
-            raise StorageError(f"the database is unavailable or busy: {exc.orig}") from exc
+            raise _storage_error("the database is unavailable or busy", exc) from exc
         except SQLAlchemyError as exc:
             if isinstance(exc.__cause__, StorageError):
                 raise
-            raise StorageError(f"the database refused the operation: {exc}") from exc
+            raise _storage_error("the database refused the operation", exc) from exc
 
     def migrate(self) -> None:
         """Bring the schema to the newest revision (Alembic ``upgrade head``)."""
@@ -100,3 +104,14 @@ def _setup_sqlite(engine: Engine) -> None:
     def _on_begin(conn: Connection) -> None:
         immediate = conn.get_execution_options().get("mailroom_write", False)
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+def _storage_error(what: str, exc: SQLAlchemyError) -> StorageError:
+    """A StorageError that says nothing of the statement: SQLAlchemy's text holds the SQL and every bound
+    parameter (password hashes, addresses, mail text), which must not reach a web answer or a terminal.
+    The detail goes to the server log under an id that the message names, so an operator can find it."""
+    error_id = uuid.uuid4().hex[:12]
+    # A broken constraint is mostly expected (a duplicate address) and handled by the store: no alarm.
+    level = logging.INFO if isinstance(exc, IntegrityError) else logging.ERROR
+    logger.log(level, "storage error %s: %s", error_id, exc, exc_info=exc)
+    return StorageError(f"{what} (error id {error_id}; the server log has the details)", error_id=error_id)
