@@ -103,7 +103,7 @@ def test_a_storage_error_answers_with_an_error_id_that_the_log_ties_to_the_detai
     ({"subject": "a\x0bb"}, "subject"),
     ({"subject": "a\u2028b"}, "subject"),
     ({"headers": {"X-Note": "a\x1cb"}}, "headers.X-Note"),
-    ({"headers": {"X-Note\n": "b"}}, "headers"),
+    ({"headers": {"X-Note\n": "b"}}, "headers.X-Note\n"),
     ({"attachments": [{"filename": "a\x85b.txt", "content_base64": ""}]}, "attachments.0.filename"),
     ({"html": '<img src="cid:x">', "attachments": [{"filename": "a.png", "content_base64": "", "inline": True,
                                                     "content_id": "x\x0cy@example.org"}]},

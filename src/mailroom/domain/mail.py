@@ -188,10 +188,9 @@ def _checked_headers(headers: Mapping[str, str]) -> dict[str, str]:
     checked: dict[str, str] = {}
     for name, value in headers.items():
         if not isinstance(name, str) or not _HEADER_NAME.fullmatch(name):
-            raise InvalidHeader(str(name), "a header name is printable ASCII without ':' or spaces",
-                                field="headers")
+            raise InvalidHeader(str(name), "a header name is printable ASCII without ':' or spaces")
         if name.lower() in RESERVED_HEADERS:
-            raise InvalidHeader(name, "mailroom sets this header from the mail's own fields", field="headers")
+            raise InvalidHeader(name, "mailroom sets this header from the mail's own fields")
         if not isinstance(value, str):
             raise InvalidHeader(name, "the value must be a string")
         check_header_text(name, value)
