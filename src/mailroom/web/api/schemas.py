@@ -63,6 +63,8 @@ class ErrorBody(BaseModel):
     code: str = Field(description="Stable, snake case: `invalid_input`, `mail_not_found`, `permission_denied`...")
     message: str = Field(description="For people; may change between versions.")
     field: str | None = Field(default=None, description="The request field at fault, when one is.")
+    error_id: str | None = Field(default=None, description="For database and unexpected errors: the id under "
+                                                           "which the server log keeps the detail.")
 
 
 _ERROR_MEANINGS = {
