@@ -6,7 +6,7 @@ builtin exception it resembles, so callers may catch either::
     MailroomError
     ├── InvalidInput (ValueError)             bad data given to a use case; nothing was stored
     │   ├── InvalidAddress                    an address that email-validator refuses
-    │   ├── InvalidHeader                     CR/LF in a header value, a reserved or malformed header name
+    │   ├── InvalidHeader                     a control character in header text, a reserved or malformed name
     │   ├── NoRecipients                      no To, Cc or Bcc
     │   ├── AttachmentTooLarge                over ``max_attachment_bytes``
     │   ├── ConfigurationError                a setting with a value that cannot work
@@ -77,8 +77,8 @@ class InvalidAddress(InvalidInput):
 
 
 class InvalidHeader(InvalidInput):
-    def __init__(self, name: str, reason: str) -> None:
-        super().__init__(f"invalid header {name!r}: {reason}", field=name)
+    def __init__(self, name: str, reason: str, *, field: str | None = None) -> None:
+        super().__init__(f"invalid header {name!r}: {reason}", field=field or name)
         self.name = name
         self.reason = reason
 
@@ -297,7 +297,12 @@ class SecretError(MailroomError):
 
 
 class StorageError(MailroomError):
-    pass
+    """The database refused or is unreachable. The message never holds SQL or parameters; ``error_id`` is
+    the key under which the server log keeps the detail."""
+
+    def __init__(self, message: str, *, error_id: str | None = None) -> None:
+        super().__init__(message)
+        self.error_id = error_id
 
 
 class StorageUnavailable(StorageError):

@@ -1,20 +1,28 @@
-"""Settings, read once at start-up from ``MAILROOM_*`` environment variables and/or a TOML file.
+"""Settings, read once at start-up from keyword arguments, ``MAILROOM_*`` environment variables and a TOML file.
 
-Precedence: keyword arguments, then environment variables, then the TOML file named by
-``MAILROOM_CONFIG`` (keys are the field names below, at top level or under a ``[mailroom]`` table),
-then the defaults. Every field ``name`` has the variable ``MAILROOM_<NAME>``; lists are comma-separated
-in the environment. Units are in the names.
+Precedence: keyword arguments, then environment variables, then the TOML file named by ``MAILROOM_CONFIG``
+(or the ``config`` keyword; keys are the field names below, at top level or under a ``[mailroom]`` table),
+then the defaults. Every field ``name`` has the variable ``MAILROOM_<NAME>``; lists are comma-separated in
+the environment (and may be in TOML and keywords too). Units are in the names.
+
+Every source goes through the same pydantic validation, so ``self_registration = "false"`` in TOML is
+false, as it is in the environment; a value that cannot be read is a ConfigurationError naming the setting
+and the source it came from.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from contextvars import ContextVar
+from dataclasses import fields
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Literal
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from mailroom.domain.addresses import Address
 from mailroom.domain.retry import RetryPolicy
@@ -23,13 +31,20 @@ from mailroom.domain.users import AccountPolicy
 from mailroom.errors import ConfigurationError, InvalidInput
 
 ENV_PREFIX = "MAILROOM_"
+KEYWORDS = "keyword arguments"
+
+# Where Settings() reads from: Settings.load() points these at the mapping and file it was given.
+_environ: ContextVar[Mapping[str, str] | None] = ContextVar("mailroom_settings_environ", default=None)
+_config: ContextVar[str | None] = ContextVar("mailroom_settings_config", default=None)
 
 
-@dataclass(frozen=True, kw_only=True)
-class Settings:
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(frozen=True, extra="forbid", allow_inf_nan=False, validate_default=True,
+                                      use_attribute_docstrings=True)
+
     database_url: str = "sqlite:///mailroom.db"
     """SQLAlchemy URL: ``sqlite:///path.db`` or ``postgresql+psycopg://user@host/db``."""
-    secret_key: str | None = field(default=None, repr=False)
+    secret_key: str | None = Field(default=None, repr=False)
     """Fernet key(s), comma-separated; the first encrypts, all decrypt (key rotation)."""
     secret_key_file: str = "mailroom.key"  # noqa: S105 - a file name, not a secret
     """Used when no secret_key is set; created with mode 0600 on first start."""
@@ -98,7 +113,7 @@ class Settings:
     server_cooldown_seconds: float = 30.0
     """A server that cannot be reached rests this long (doubling with each failure in a row; 10x after a
     refused login) before the next connection; its mails go to the next server or wait, attempts unspent."""
-    uncertain_delivery: str = "resend"
+    uncertain_delivery: Literal["resend", "hold"] = "resend"
     """After silence following the whole message: ``resend`` after the backoff, or ``hold`` for an operator."""
 
     account_requests_per_address: str = "5/hour"
@@ -113,19 +128,58 @@ class Settings:
     template_render_memory_mb: int = 256
     """Memory one render may take beyond the render process's own footprint."""
 
-    def __post_init__(self) -> None:
-        positive = ("max_attachment_bytes", "max_message_bytes", "worker_batch_size", "worker_batch_bytes",
-                    "smtp_connections_per_server", "lease_seconds", "poll_interval_seconds",
-                    "retention_batch_size", "retention_interval_seconds", "min_password_length",
-                    "verification_code_hours", "reset_code_hours", "login_max_failures", "server_cooldown_seconds")
-        for name in positive:
-            if getattr(self, name) <= 0:
-                raise ConfigurationError(f"{ENV_PREFIX}{name.upper()} must be positive", field=name)
-        if self.uncertain_delivery not in ("resend", "hold"):
-            raise ConfigurationError(f"{ENV_PREFIX}UNCERTAIN_DELIVERY must be resend or hold, "
-                                     f"not {self.uncertain_delivery!r}", field="uncertain_delivery")
-        self.retry_policy  # noqa: B018 - validates the retry settings now, not at the first failure
-        self.staging_policy  # noqa: B018
+    _POSITIVE: ClassVar[tuple[str, ...]] = (
+        "max_attachment_bytes", "max_message_bytes", "worker_batch_size", "worker_batch_bytes",
+        "smtp_connections_per_server", "lease_seconds", "poll_interval_seconds", "retention_batch_size",
+        "retention_interval_seconds", "min_password_length", "verification_code_hours", "reset_code_hours",
+        "login_max_failures", "server_cooldown_seconds")
+    _PORTS: ClassVar[tuple[str, ...]] = ("web_port", "dev_sink_port")
+
+    def __init__(self, **values: Any) -> None:
+        """Keyword arguments, the environment and the TOML file (see ``load``), validated together."""
+        try:
+            super().__init__(**values)
+        except ValidationError as exc:
+            raise _configuration_error(exc, _origins(values)) from None
+
+    @field_validator("staging_allowed_domains", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        # "a.example, b.example" from the environment, and the same string anywhere else: one rule.
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @model_validator(mode="after")
+    def _check(self) -> Settings:
+        for name in self._POSITIVE:
+            value = getattr(self, name)
+            if not value > 0:
+                raise _Refused(name, f"must be positive, not {value!r}")
+        for name in self._PORTS:
+            if not 0 <= getattr(self, name) <= 65535:
+                raise _Refused(name, f"must be a port between 0 and 65535, not {getattr(self, name)!r}")
+        try:
+            self.retry_policy  # noqa: B018 - validates the retry settings now, not at the first failure
+        except ConfigurationError as exc:
+            raise _Refused(exc.field or "retry_base_delay_seconds", str(exc)) from None
+        try:
+            self.staging_policy  # noqa: B018
+        except ConfigurationError as exc:
+            raise _Refused("staging_redirect_to", str(exc)) from None
+        return self
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
+                                   env_settings: PydanticBaseSettingsSource,
+                                   dotenv_settings: PydanticBaseSettingsSource,
+                                   file_secret_settings: PydanticBaseSettingsSource,
+                                   ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # First wins. Our own environment and TOML sources: variables are read only for known fields (other
+        # MAILROOM_* variables belong to tools around mailroom), empty ones count as unset, the TOML file may
+        # keep its keys under [mailroom], and nothing is JSON-decoded, so every source gives plain values to
+        # the one validation.
+        return init_settings, _EnvironmentSource(settings_cls), _TomlSource(settings_cls)
 
     @property
     def retry_policy(self) -> RetryPolicy:
@@ -143,34 +197,114 @@ class Settings:
         try:
             redirect = Address.parse(self.staging_redirect_to) if self.staging_redirect_to else None
         except InvalidInput as exc:
-            raise ConfigurationError(f"{ENV_PREFIX}STAGING_REDIRECT_TO: {exc}") from exc
+            raise ConfigurationError(f"{ENV_PREFIX}STAGING_REDIRECT_TO: {exc}", field="staging_redirect_to") from exc
         return StagingPolicy(redirect_to=redirect,
                              allowed_domains=frozenset(d.lower().strip() for d in self.staging_allowed_domains))
 
     @classmethod
     def load(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
-        """Settings from the environment and the TOML file, with ``overrides`` winning."""
+        """Settings from ``overrides``, the environment (``os.environ`` unless given) and the TOML file."""
         env = os.environ if environ is None else environ
-        values: dict[str, Any] = {}
-        config_path = overrides.pop("config", None) or env.get(f"{ENV_PREFIX}CONFIG")
-        if config_path:
-            values.update(_read_toml(Path(config_path)))
-        known = {f.name: f for f in fields(cls)}
-        for name, spec in known.items():
-            raw = env.get(f"{ENV_PREFIX}{name.upper()}")
-            if raw is not None and raw != "":
-                values[name] = _convert(name, spec, raw)
-        values.update(overrides)
-        unknown = set(values) - set(known)
-        if unknown:
-            raise ConfigurationError(f"unknown setting(s): {', '.join(sorted(unknown))}")
-        for name, value in list(values.items()):
-            if isinstance(value, list):
-                values[name] = tuple(value)
-        return cls(**values)
+        config_path = overrides.pop("config", None) or env.get(f"{ENV_PREFIX}CONFIG") or None
+        environ_token, config_token = _environ.set(env), _config.set(config_path)
+        try:
+            return cls(**overrides)
+        finally:
+            _environ.reset(environ_token)
+            _config.reset(config_token)
 
     def replace(self, **changes: Any) -> Settings:
-        return dataclasses.replace(self, **changes)
+        """A copy with some settings changed (keyword arguments), validated again; nothing is read anew."""
+        try:
+            return type(self).model_validate(self.model_dump() | changes)
+        except ValidationError as exc:
+            raise _configuration_error(exc, dict.fromkeys(changes, KEYWORDS)) from None
+
+
+class _Refused(ValueError):
+    """A whole-settings check that failed, naming the setting (pydantic reports it without a location)."""
+
+    def __init__(self, name: str, reason: str) -> None:
+        super().__init__(reason)
+        self.name = name
+        self.reason = reason
+
+
+class _EnvironmentSource(PydanticBaseSettingsSource):
+    """``MAILROOM_<NAME>`` for every field; empty variables count as unset."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        raw = _environment().get(f"{ENV_PREFIX}{field_name.upper()}")
+        return raw, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        values: dict[str, Any] = {}
+        for name, info in self.settings_cls.model_fields.items():
+            raw, _, _ = self.get_field_value(info, name)
+            if raw is not None and raw != "":
+                values[name] = raw
+        return values
+
+
+class _TomlSource(PydanticBaseSettingsSource):
+    """The file named by ``MAILROOM_CONFIG`` (or ``config=``): keys at top level or under ``[mailroom]``."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return _toml_values().get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        values = _toml_values()
+        unknown = set(values) - set(self.settings_cls.model_fields)
+        if unknown:
+            raise ConfigurationError(f"unknown setting(s) in {_config_path()}: {', '.join(sorted(unknown))}",
+                                     field=sorted(unknown)[0])
+        return values
+
+
+def _environment() -> Mapping[str, str]:
+    return _environ.get() or os.environ
+
+
+def _config_path() -> str | None:
+    return _config.get() or _environment().get(f"{ENV_PREFIX}CONFIG") or None
+
+
+def _toml_values() -> dict[str, Any]:
+    path = _config_path()
+    return _read_toml(Path(path)) if path else {}
+
+
+def _origins(keywords: Mapping[str, Any]) -> dict[str, str]:
+    """Where each setting's value came from, by the precedence the sources have."""
+    origins: dict[str, str] = {}
+    try:
+        toml_values = _toml_values()
+    except ConfigurationError:
+        toml_values = {}
+    for name in toml_values:
+        origins[name] = f"{_config_path()} (TOML)"
+    env = _environment()
+    for name in Settings.model_fields:
+        if env.get(f"{ENV_PREFIX}{name.upper()}"):
+            origins[name] = f"the environment variable {ENV_PREFIX}{name.upper()}"
+    for name in keywords:
+        origins[name] = KEYWORDS
+    return origins
+
+
+def _configuration_error(exc: ValidationError, origins: Mapping[str, str]) -> ConfigurationError:
+    """The first problem of ``exc`` as a ConfigurationError naming the setting and its source."""
+    error = exc.errors()[0]
+    cause = error.get("ctx", {}).get("error")
+    if isinstance(cause, _Refused):
+        name, reason = cause.name, cause.reason
+    else:
+        name = str(error["loc"][0]) if error.get("loc") else ""
+        reason = "unknown setting" if error["type"] == "extra_forbidden" else error["msg"]
+    value = error.get("input")
+    shown = "" if name == "secret_key" or isinstance(value, dict) else f" (got {value!r})"
+    source = origins.get(name, "the defaults")
+    return ConfigurationError(f"setting {name!r} from {source}: {reason}{shown}", field=name or None)
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
@@ -185,25 +319,3 @@ def _read_toml(path: Path) -> dict[str, Any]:
     if not isinstance(table, dict):
         raise ConfigurationError(f"{path}: [mailroom] must be a table")
     return dict(table)
-
-
-_BOOLEANS = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False,
-             "off": False}
-
-
-def _convert(name: str, spec: dataclasses.Field[Any], raw: str) -> Any:
-    kind = str(spec.type)
-    try:
-        if kind.startswith("bool"):
-            if raw.strip().lower() not in _BOOLEANS:
-                raise ValueError(raw)
-            return _BOOLEANS[raw.strip().lower()]
-        if kind.startswith("int"):
-            return int(raw)
-        if kind.startswith("float"):
-            return float(raw)
-        if kind.startswith("tuple"):
-            return tuple(part.strip() for part in raw.split(",") if part.strip())
-    except ValueError as exc:
-        raise ConfigurationError(f"{ENV_PREFIX}{name.upper()}={raw!r} is not a valid {kind}") from exc
-    return raw

@@ -186,7 +186,10 @@ def test_smtp_passwords_never_printed(cli: Cli) -> None:
     assert listed["backup"]["has_password"] is True and listed["backup"]["security"] == "tls"
     assert listed["plain"]["has_password"] is False and listed["plain"]["enabled"] is False
 
-    cli.out("smtp", "update", "relay", "--port", "2525")  # no password option: the password stays
+    cli.out("smtp", "update", "relay", "--priority", "6")  # no password option: the password stays
+    # Another port is another destination: the stored password does not go there unless given again.
+    assert "password" in cli.err("smtp", "update", "relay", "--port", "2525", code=2)
+    cli.out("smtp", "update", "relay", "--port", "2525", "--password-env", "MR_TEST_SMTP_PASSWORD", env=secret_env)
     after = {s["name"]: s for s in cli.json("smtp", "list")}
     assert after["relay"]["port"] == 2525 and after["relay"]["has_password"] is True
     cli.out("smtp", "update", "backup", "--clear-password")

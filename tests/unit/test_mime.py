@@ -90,7 +90,7 @@ def test_extra_headers_and_reply_to() -> None:
 
 @pytest.mark.parametrize("headers", [{"X-Evil": "a\r\nBcc: victim@example.org"}, {"X-Evil": "a\nb"}])
 def test_header_injection_is_refused(headers: dict[str, str]) -> None:
-    with pytest.raises(InvalidHeader, match="line break"):
+    with pytest.raises(InvalidHeader, match=r"U\+000D|U\+000A"):
         Mail(to="a@example.org", subject="s", text="t", headers=headers)
 
 

@@ -319,8 +319,8 @@ def test_invalid_mails_are_refused_with_422_naming_the_field(admin: TestClient, 
 @pytest.mark.parametrize(("fields", "field"), [
     ({"subject": "\ud800"}, "subject"),
     ({"text": "a\x00b"}, "text"),
-    ({"tags": ["ok", "\udfff"]}, "tags"),
-    ({"headers": {"X-Note": "\x00"}}, "headers"),
+    ({"tags": ["ok", "\udfff"]}, "tags.1"),
+    ({"headers": {"X-Note": "\x00"}}, "headers.X-Note"),
     ({"attachments": [{"filename": "\ud800.txt", "content_base64": ""}]}, "attachments.0.filename"),
 ])
 def test_text_no_database_can_store_is_a_422_not_a_500(admin: TestClient, fields: dict[str, Any],

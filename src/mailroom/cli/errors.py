@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import typer
 
+from mailroom.cli.output import printable
 from mailroom.errors import (
     AuthenticationFailed,
     ConfidentialContent,
@@ -81,4 +82,5 @@ def one_line(exc: BaseException) -> str:
         message = "aborted"
     else:
         message = str(exc) or type(exc).__name__
-    return "error: " + " ".join(message.split())
+    # Messages quote the input they refuse, which may hold ESC and the like: shown escaped, never obeyed.
+    return "error: " + printable(" ".join(message.split()))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import json
+import re
 import sys
 from collections.abc import Iterable
 from datetime import datetime
@@ -35,7 +36,10 @@ def console() -> Console:
 
 def print_json(value: Any) -> None:
     """Print ``value`` as JSON on stdout: dataclasses as objects, datetimes in ISO 8601."""
-    typer.echo(json.dumps(to_jsonable(value), indent=2, ensure_ascii=False))
+    # json escapes C0 itself; DEL, C1 and the separators it leaves raw, so they are escaped here (\\uXXXX is
+    # valid JSON: a script reads the same string).
+    encoded = json.dumps(to_jsonable(value), indent=2, ensure_ascii=False)
+    typer.echo(_UNPRINTABLE.sub(lambda m: f"\\u{ord(m.group()):04x}", encoded))
 
 
 def to_jsonable(value: Any) -> Any:
@@ -59,9 +63,27 @@ def when(moment: datetime | None, *, short: bool = False) -> str:
     return moment.astimezone().strftime("%m-%d %H:%M:%S" if short else "%Y-%m-%d %H:%M:%S")
 
 
+# Control characters (C0 but LF, DEL, C1), the line/paragraph separators and the bidi overrides and
+# isolates: stored text (a subject, a name, a tag, an SMTP reply) may hold them, and printed raw they drive
+# the terminal (ESC ] retitles it, ESC [2J clears it, CSI as one C1 byte) or reorder what is shown.
+_UNPRINTABLE = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069"
+                          "\ud800-\udfff]")
+
+
+def _escape(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def printable(value: str) -> str:
+    """``value`` with every character that could act on a terminal shown as an escape: ESC as ``\\x1b``."""
+    return _UNPRINTABLE.sub(_escape, value)
+
+
 def text(value: object) -> Text:
-    # Text, not str: Rich would read "[...]" in a subject or SMTP reply as markup.
-    return Text("-" if value is None or value == "" else str(value))
+    # Text, not str: Rich would read "[...]" in a subject or SMTP reply as markup. Rich itself drops some
+    # control codes silently and passes others (C1, bidi); escaping them shows what is really stored.
+    return Text("-" if value is None or value == "" else printable(str(value)))
 
 
 def status_text(status: MailStatus | str) -> Text:
@@ -183,10 +205,10 @@ def print_servers(servers: list[SmtpServer]) -> None:
 
 def print_probe(server: str, steps: list[ProbeStep]) -> None:
     out = console()
-    out.print(Text(f"Testing SMTP server {server!r}:"))
+    out.print(Text(f"Testing SMTP server {printable(repr(server))}:"))
     width = max((len(step.name) for step in steps), default=0)
     for step in steps:
         line = Text(f"  {mark(step.ok)} ", style="green" if step.ok else "bold red")
         line.append(f"{step.name.ljust(width)}  ")
-        line.append(step.detail)
+        line.append(printable(step.detail))
         out.print(line)

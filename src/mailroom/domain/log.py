@@ -21,6 +21,8 @@ class SortKey(enum.StrEnum):
 
 
 MAX_PAGE_SIZE = 500
+MAX_OFFSET = 1_000_000_000
+"""Paging deeper than this is no longer browsing (and a 64-bit OFFSET would overflow in the database)."""
 
 
 class TermField(enum.StrEnum):
@@ -77,8 +79,8 @@ class LogQuery:
     def __post_init__(self) -> None:
         if not 1 <= self.limit <= MAX_PAGE_SIZE:
             raise InvalidInput(f"limit must lie between 1 and {MAX_PAGE_SIZE}", field="limit")
-        if self.offset < 0:
-            raise InvalidInput("offset must not be negative", field="offset")
+        if not 0 <= self.offset <= MAX_OFFSET:
+            raise InvalidInput(f"offset must lie between 0 and {MAX_OFFSET}", field="offset")
         for name in ("queued_after", "queued_before"):
             moment = getattr(self, name)
             if moment is not None and moment.tzinfo is None:

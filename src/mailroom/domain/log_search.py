@@ -160,4 +160,10 @@ def _moment(key: str, value: str, timezone: tzinfo) -> datetime:
     except ValueError:
         raise InvalidInput(f"{key}: '{value}' is not a date; use YYYY-MM-DD or an ISO date-time such as "
                            "2024-05-01T14:30", field="q") from None
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=timezone)
+    moment = moment if moment.tzinfo is not None else moment.replace(tzinfo=timezone)
+    try:
+        # Stored moments are UTC; one that has no UTC form (9999-12-31T23:59-12:00) would fail in the database.
+        moment.astimezone(UTC)
+    except OverflowError:
+        raise InvalidInput(f"{key}: '{value}' lies outside the years 1 to 9999 in UTC", field="q") from None
+    return moment

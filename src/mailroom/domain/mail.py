@@ -1,8 +1,8 @@
 """A mail as an application asks for it: addresses, subject, bodies, attachments and delivery wishes.
 
-A ``Mail`` that exists is valid: addresses are parsed, header values hold no line break, there is at
-least one recipient and a body. Limits that depend on configuration (attachment size) are checked by
-the send-mail use case.
+A ``Mail`` that exists is valid: addresses are parsed, header-bound text holds no control or separator
+character, there is at least one recipient and a body. Limits that depend on configuration (attachment
+size) are checked by the send-mail use case.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from mailroom.domain.addresses import Address, parse_addresses, reject_line_breaks
+from mailroom.domain.addresses import Address, check_header_text, header_text_problem, parse_addresses
 from mailroom.errors import InvalidHeader, InvalidInput, NoRecipients
 
 AddressInput = str | Address
@@ -26,7 +26,9 @@ RESERVED_HEADERS = frozenset({
     "from", "to", "cc", "bcc", "reply-to", "subject", "date", "message-id", "mime-version",
     "content-type", "content-transfer-encoding", "content-disposition", "sender", "return-path",
 })
-_HEADER_NAME = re.compile(r"^[!-9;-~]+$")  # RFC 5322 field-name: printable ASCII except ':'
+# RFC 5322 field-name: printable ASCII except ':'. fullmatch, not "^...$": "$" also matches before a
+# trailing "\n", which let "X-Name\n" through to corrupt the header block.
+_HEADER_NAME = re.compile(r"[!-9;-~]+")
 
 
 class Priority(enum.StrEnum):
@@ -51,19 +53,19 @@ class Attachment:
     content_id: str | None = None
 
     def __post_init__(self) -> None:
-        reject_line_breaks("attachment file name", self.filename)
+        check_header_text("attachments.filename", self.filename)
         if not self.filename.strip():
             raise InvalidInput("an attachment needs a file name", field="attachments")
         if not isinstance(self.content, bytes):
             raise InvalidInput(f"attachment {self.filename!r}: content must be bytes", field="attachments")
         content_type = self.content_type or mimetypes.guess_type(self.filename)[0] or "application/octet-stream"
-        reject_line_breaks("attachment content type", content_type)
+        check_header_text("attachments.content_type", content_type)
         if content_type.count("/") != 1:
             raise InvalidInput(f"attachment {self.filename!r}: content type {content_type!r} is not type/subtype",
                                field="attachments")
         object.__setattr__(self, "content_type", content_type)
         if self.content_id is not None:
-            reject_line_breaks("attachment content id", self.content_id)
+            check_header_text("attachments.content_id", self.content_id)
             object.__setattr__(self, "content_id", self.content_id.strip("<>"))
         if self.inline and not self.content_id:
             raise InvalidInput(f"inline attachment {self.filename!r} needs a content_id that the HTML refers "
@@ -121,7 +123,7 @@ class Mail:
         put(self, "reply_to", parse_addresses(reply_to, field="reply_to"))
         if not (self.to or self.cc or self.bcc):
             raise NoRecipients()
-        reject_line_breaks("subject", subject)
+        check_header_text("subject", subject)
         put(self, "subject", subject)
         if text is None and html is None:
             raise InvalidInput("the mail has no body: give text, html or both", field="text")
@@ -132,7 +134,7 @@ class Mail:
             raise InvalidInput("attachments must be Attachment values", field="attachments")
         put(self, "headers", _checked_headers(headers or {}))
         if smtp_hint is not None:
-            reject_line_breaks("smtp hint", smtp_hint)
+            check_header_text("smtp_hint", smtp_hint)
         put(self, "smtp_hint", smtp_hint or None)
         try:
             put(self, "priority", Priority(priority))
@@ -147,16 +149,19 @@ class Mail:
         put(self, "send_at", send_at)
         put(self, "expires_at", expires_at)
         for tag in tags:
-            if not tag or len(tag) > 100 or "," in tag or any(c in tag for c in "\r\n"):
+            problem = header_text_problem(tag) if isinstance(tag, str) else "it is not a string"
+            if problem is not None:
+                raise InvalidInput(f"tag {tag!r} cannot be used: {problem}", field="tags")
+            if not tag or len(tag) > 100 or "," in tag:
                 raise InvalidInput(f"tag {tag!r} must be 1-100 characters without comma or line break",
                                    field="tags")
         put(self, "tags", tuple(tags))
         if correlation_id is not None:
-            reject_line_breaks("correlation id", correlation_id)
+            check_header_text("correlation_id", correlation_id)
         put(self, "correlation_id", correlation_id)
         for name, value in (("template", template), ("locale", locale)):
             if value is not None:
-                reject_line_breaks(name, value)
+                check_header_text(name, value)
             put(self, name, value or None)
         if not isinstance(confidential, bool):
             raise InvalidInput("confidential must be true or false", field="confidential")
@@ -189,12 +194,12 @@ _FIELDS = ("to", "subject", "text", "html", "cc", "bcc", "sender", "reply_to", "
 def _checked_headers(headers: Mapping[str, str]) -> dict[str, str]:
     checked: dict[str, str] = {}
     for name, value in headers.items():
-        if not isinstance(name, str) or not _HEADER_NAME.match(name):
+        if not isinstance(name, str) or not _HEADER_NAME.fullmatch(name):
             raise InvalidHeader(str(name), "a header name is printable ASCII without ':' or spaces")
         if name.lower() in RESERVED_HEADERS:
             raise InvalidHeader(name, "mailroom sets this header from the mail's own fields")
         if not isinstance(value, str):
             raise InvalidHeader(name, "the value must be a string")
-        reject_line_breaks(name, value)
+        check_header_text(name, value)
         checked[name] = value
     return checked

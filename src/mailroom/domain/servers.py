@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import enum
+import math
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 from mailroom.domain.addresses import Address, envelope_address, reject_line_breaks
 from mailroom.errors import ConfigurationError, InvalidInput
+
+# Bounds of what an admin may enter: a priority only orders servers, and a timeout over an hour is a typo
+# (inf or 1e300 would make a hung server hold a delivery for ever, and not fit the database either).
+MIN_PRIORITY = -1_000_000
+MAX_PRIORITY = 1_000_000
+MAX_TIMEOUT_SECONDS = 3600.0
 
 
 class Security(enum.StrEnum):
@@ -41,8 +48,12 @@ class ServerSettings:
             raise InvalidInput("an SMTP server needs a name", field="name")
         if not self.host.strip():
             raise InvalidInput("an SMTP server needs a host", field="host")
-        if not 0 < self.port < 65536:
+        if isinstance(self.port, bool) or not isinstance(self.port, int) or not 0 < self.port < 65536:
             raise InvalidInput(f"port {self.port} is not between 1 and 65535", field="port")
+        if isinstance(self.priority, bool) or not isinstance(self.priority, int) \
+                or not MIN_PRIORITY <= self.priority <= MAX_PRIORITY:
+            raise InvalidInput(f"priority {self.priority} is not a whole number between {MIN_PRIORITY} and "
+                               f"{MAX_PRIORITY}", field="priority")
         try:
             object.__setattr__(self, "security", Security(self.security))
         except ValueError as exc:
@@ -50,8 +61,11 @@ class ServerSettings:
                                field="security") from exc
         if self.sender:
             Address.parse(self.sender, field="sender")
-        if self.timeout_seconds <= 0:
-            raise ConfigurationError("timeout_seconds must be positive", field="timeout_seconds")
+        if not (isinstance(self.timeout_seconds, (int, float)) and math.isfinite(self.timeout_seconds)
+                and 0 < self.timeout_seconds <= MAX_TIMEOUT_SECONDS):
+            raise ConfigurationError(f"timeout_seconds must be a number of seconds above 0 and at most "
+                                     f"{MAX_TIMEOUT_SECONDS:g}, not {self.timeout_seconds!r}",
+                                     field="timeout_seconds")
         if self.helo_name and not _HOSTNAME.fullmatch(self.helo_name):
             raise InvalidInput(f"EHLO name {self.helo_name!r} is not a host name", field="helo_name")
 

@@ -13,6 +13,7 @@ from mailroom.errors import InvalidInput
 
 _SET_ID = re.compile(r"^[a-z0-9][a-z0-9._-]{0,99}$")
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,99}$")
+MAX_LOCALE_LENGTH = 35
 _LOCALE = re.compile(r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8})*$")
 # Names that hold a one-time code or a link carrying one, in any set: a set (or the app) may declare more.
 _SECRET_NAME = re.compile(r"(^|_)(code|token|secret|password|confirm_url|reset_url|verify_url|"
@@ -31,7 +32,8 @@ class TemplateKind(enum.StrEnum):
 
 def normalise_locale(locale: str) -> str:
     """``de_ch`` → ``de-CH``: the BCP 47 spelling, so one locale is stored one way."""
-    if not _LOCALE.match(locale):
+    # 35 characters, as stored; fullmatch because "$" would let a trailing newline through.
+    if len(locale) > MAX_LOCALE_LENGTH or not _LOCALE.fullmatch(locale):
         raise InvalidInput(f"locale {locale!r} is not a language tag such as en, de or de-CH", field="locale")
     language, *rest = re.split(r"[-_]", locale)
     parts = [language.lower()]

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import re
+import uuid
 from typing import Any
 from urllib.parse import quote
 
@@ -24,6 +26,8 @@ from mailroom.errors import (
 )
 from mailroom.web.context import CsrfRejected, LoginRequired
 from mailroom.web.pages import render, see_other
+
+logger = logging.getLogger("mailroom.web")
 
 # First match wins: subclasses before their bases.
 STATUS: tuple[tuple[type[MailroomError], int], ...] = (
@@ -53,10 +57,12 @@ def is_api(request: Request) -> bool:
     return request.url.path.removeprefix(request.scope.get("root_path", "")).startswith("/api/")
 
 
-def error_body(code: str, message: str, field: str | None = None) -> dict[str, Any]:
+def error_body(code: str, message: str, field: str | None = None, error_id: str | None = None) -> dict[str, Any]:
     body: dict[str, Any] = {"code": code, "message": message}
     if field:
         body["field"] = field
+    if error_id:
+        body["error_id"] = error_id
     return body
 
 
@@ -67,13 +73,25 @@ def install(app: FastAPI) -> None:
         if is_api(request):
             headers = {"Retry-After": str(max(1, round(exc.retry_after_seconds)))} \
                 if isinstance(exc, AccountLocked | RateLimited) else None
-            return JSONResponse(error_body(error_code(exc), str(exc), getattr(exc, "field", None)),
+            return JSONResponse(error_body(error_code(exc), str(exc), getattr(exc, "field", None),
+                                           getattr(exc, "error_id", None)),
                                 status_code=status, headers=headers)
         if isinstance(exc, LoginRequired):
             inside = request.url.path.removeprefix(request.scope.get("root_path", ""))  # url() adds it back
             target = inside + (f"?{request.url.query}" if request.url.query else "")
             return see_other(request, f"/login?next={quote(target, safe='/')}")
         return render(request, "error.html", status_code=status, status=status, message=str(exc))
+
+    @app.exception_handler(Exception)
+    async def on_unexpected_error(request: Request, exc: Exception) -> Response:
+        # A bug: the answer says only that, with an id; the traceback (and whatever data it shows) stays in
+        # the server log under that id.
+        error_id = uuid.uuid4().hex[:12]
+        logger.error("unexpected error %s in %s %s", error_id, request.method, request.url.path, exc_info=exc)
+        message = f"an unexpected error happened (error id {error_id}; the server log has the details)"
+        if is_api(request):
+            return JSONResponse(error_body("internal_error", message, error_id=error_id), status_code=500)
+        return render(request, "error.html", status_code=500, status=500, message=message)
 
     @app.exception_handler(RequestValidationError)
     async def on_validation_error(request: Request, exc: RequestValidationError) -> Response:

@@ -8,6 +8,7 @@ the password is scrubbed from them in case a server echoes it.
 from __future__ import annotations
 
 import base64
+import re
 import socket
 import ssl
 import time
@@ -240,18 +241,39 @@ class AiosmtplibSession:
 
 
 class _Scrubber:
-    """Removes a password, plain or in the base64 forms AUTH PLAIN/LOGIN use, from a text."""
+    """Removes a password from a text: plain, and inside any base64 token that decodes to it.
+
+    Every AUTH form the client sends carries the password in base64: PLAIN the whole ``\\0user\\0password``
+    blob, LOGIN the password alone, XOAUTH2 ``user=...\\x01auth=Bearer ...``. A server that quotes the
+    exchange in its reply may echo any of them, with or without padding and at any offset of the blob, so
+    tokens are decoded and looked into instead of matching a fixed list of encodings. (CRAM-MD5 sends only
+    an HMAC of the password, and the username is not secret.)
+    """
+
+    _TOKEN = re.compile(r"[A-Za-z0-9+/]{4,}={0,2}")
 
     def __init__(self, password: str | None) -> None:
-        self._secrets: list[str] = []
-        if password:
-            raw = password.encode()
-            self._secrets = [password, base64.b64encode(raw).decode()]
+        self._password = password or ""
+        self._raw = self._password.encode()
 
     def __call__(self, text: str) -> str:
-        for secret in self._secrets:
-            text = text.replace(secret, "********")
-        return text
+        if not self._password:
+            return text
+        return self._TOKEN.sub(self._token, text.replace(self._password, "********"))
+
+    def _token(self, match: re.Match[str]) -> str:
+        token = match.group()
+        stripped = token.rstrip("=")
+        # A token cut out of a longer base64 text may start off its 4-character grid: try every alignment.
+        for skip in range(min(4, len(stripped))):
+            body = stripped[skip:]
+            try:
+                decoded = base64.b64decode(body + "=" * (-len(body) % 4))
+            except ValueError:
+                continue
+            if self._raw in decoded:
+                return "********"
+        return token
 
 
 def _describe(exc: BaseException) -> str:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -15,6 +17,7 @@ from sqlalchemy.exc import (
     ArgumentError,
     DBAPIError,
     DisconnectionError,
+    IntegrityError,
     InterfaceError,
     OperationalError,
     SQLAlchemyError,
@@ -23,6 +26,8 @@ from sqlalchemy.exc import (
 from mailroom.errors import ConfigurationError, StorageError, StorageUnavailable
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+
+logger = logging.getLogger("mailroom.storage")
 
 
 class Database:
@@ -73,15 +78,15 @@ class Database:
         try:
             yield
         except (OperationalError, InterfaceError, DisconnectionError) as exc:
-            raise StorageUnavailable(f"the database is unavailable, busy or full: {_cause(exc)}") from exc
+            raise _storage_error("the database is unavailable, busy or full", exc, StorageUnavailable) from exc
         except DBAPIError as exc:
             if exc.connection_invalidated:
-                raise StorageUnavailable(f"the database connection was lost: {_cause(exc)}") from exc
-            raise StorageError(f"the database refused the operation: {exc}") from exc
+                raise _storage_error("the database connection was lost", exc, StorageUnavailable) from exc
+            raise _storage_error("the database refused the operation", exc) from exc
         except SQLAlchemyError as exc:
             if isinstance(exc.__cause__, StorageError):
                 raise
-            raise StorageError(f"the database refused the operation: {exc}") from exc
+            raise _storage_error("the database refused the operation", exc) from exc
 
     def migrate(self) -> None:
         """Bring the schema to the newest revision (Alembic ``upgrade head``)."""
@@ -134,3 +139,18 @@ def _setup_sqlite(engine: Engine) -> None:
     def _on_begin(conn: Connection) -> None:
         immediate = conn.get_execution_options().get("mailroom_write", False)
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+def _storage_error(what: str, exc: SQLAlchemyError, kind: type[StorageError] = StorageError) -> StorageError:
+    """A StorageError that says nothing of the statement: SQLAlchemy's text holds the SQL and every bound
+    parameter (password hashes, addresses, mail text), which must not reach a web answer or a terminal.
+    The detail goes to the server log under an id that the message names, so an operator can find it."""
+    error_id = uuid.uuid4().hex[:12]
+    # A broken constraint is mostly expected (a duplicate address) and handled by the store: no alarm.
+    # An unreachable database is the callers' to retry (the worker logs that itself): a warning, no trace.
+    if issubclass(kind, StorageUnavailable):
+        logger.warning("storage error %s: %s", error_id, _cause(exc))
+    else:
+        level = logging.INFO if isinstance(exc, IntegrityError) else logging.ERROR
+        logger.log(level, "storage error %s: %s", error_id, exc, exc_info=exc)
+    return kind(f"{what} (error id {error_id}; the server log has the details)", error_id=error_id)

@@ -24,6 +24,7 @@ from pydantic import (
     field_validator,
 )
 
+from mailroom.domain.addresses import header_text_problem
 from mailroom.domain.log import MAX_PAGE_SIZE, LogQuery, SortKey
 from mailroom.domain.log_search import parse_search
 from mailroom.domain.mail import Priority
@@ -62,6 +63,8 @@ class ErrorBody(BaseModel):
     code: str = Field(description="Stable, snake case: `invalid_input`, `mail_not_found`, `permission_denied`...")
     message: str = Field(description="For people; may change between versions.")
     field: str | None = Field(default=None, description="The request field at fault, when one is.")
+    error_id: str | None = Field(default=None, description="For database and unexpected errors: the id under "
+                                                           "which the server log keeps the detail.")
 
 
 _ERROR_MEANINGS = {
@@ -86,14 +89,16 @@ def errors(*statuses: int, takes_input: bool = True) -> dict[int | str, dict[str
 
 
 def _one_line(value: str) -> str:
-    if "\r" in value or "\n" in value:
-        raise ValueError("must not contain a line break (CR or LF): it would end up in a mail header")
+    problem = header_text_problem(value)
+    if problem is not None:
+        raise ValueError(problem)
     return value
 
 
-# The domain refuses line breaks too; checking here as well lets the error name the exact field
-# (``attachments.0.filename``) instead of the domain's description of it. The pattern tells clients.
-_ONE_LINE_SCHEMA = Field(json_schema_extra={"pattern": "^[^\\r\\n]*$"})
+# The domain's own check (control and separator characters); run here as well so the error names the exact
+# field (``attachments.0.filename``) instead of the domain's description of it. The pattern tells clients.
+_ONE_LINE_SCHEMA = Field(json_schema_extra={
+    "pattern": "^[^\\u0000-\\u001f\\u007f-\\u009f\\u2028\\u2029\\u202a-\\u202e\\u2066-\\u2069]*$"})
 OneLine = Annotated[str, AfterValidator(_one_line), _ONE_LINE_SCHEMA]
 # Lengths of the database columns these end up in: longer values would be refused by PostgreSQL.
 ShortLine = Annotated[str, StringConstraints(max_length=255), AfterValidator(_one_line), _ONE_LINE_SCHEMA]

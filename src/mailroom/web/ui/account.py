@@ -13,6 +13,7 @@ from fastapi.responses import HTMLResponse, Response
 
 from mailroom.domain.users import Profile
 from mailroom.errors import AccountLocked, AuthenticationFailed, InvalidInput, RateLimited, RegistrationClosed
+from mailroom.web import i18n
 from mailroom.web.context import client_address, csrf_form, current, login, room, web_session, web_state
 from mailroom.web.i18n import gettext as _
 from mailroom.web.pages import render, see_other
@@ -120,7 +121,8 @@ def do_register(request: Request, email: Text, password: Text, first_name: Optio
                 last_name: OptionalText = "") -> HTMLResponse:
     users = room(request).users
     values = {"email": email, "first_name": first_name, "last_name": last_name}
-    language = request.headers.get("accept-language", "en").split(",")[0].split(";")[0].strip() or "en"
+    # One of the UI's languages, never the raw header: a client may send any length of text there.
+    language = i18n.choose_language(None, request.headers.get("accept-language"))
     try:
         web_state(request).limits.hit("register", email=email, client=client_address(request))
     except RateLimited as exc:

@@ -12,7 +12,7 @@ import base64
 import enum
 import re
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from datetime import datetime, timedelta
 from email import message_from_bytes
 from email.message import EmailMessage, Message
@@ -24,7 +24,7 @@ from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from markupsafe import Markup
 
-from mailroom.domain.log import LogPage, LogQuery, SortKey
+from mailroom.domain.log import MAX_OFFSET, LogPage, LogQuery, SortKey
 from mailroom.domain.log_search import parse_search
 from mailroom.domain.outbox import CANCELLABLE_STATUSES, RETRYABLE_STATUSES, MailStatus, OutgoingMail
 from mailroom.domain.permissions import CANCEL_MAIL, DELETE_MAIL, READ_MAIL, READ_SERVERS, RETRY_MAIL, Subject
@@ -151,6 +151,9 @@ def build_query(view: LogView, now: datetime) -> LogQuery:
         raise InvalidInput(f"cannot sort by {view.sort!r}", field="sort") from None
     if view.size not in PAGE_SIZES:
         raise InvalidInput(f"page size {view.size} is not one of {', '.join(map(str, PAGE_SIZES))}", field="size")
+    last_page = MAX_OFFSET // view.size + 1
+    if not 1 <= view.page <= last_page:
+        raise InvalidInput(f"page {view.page} is not between 1 and {last_page}", field="page")
     base = LogQuery(statuses=statuses, server=view.server or None,
                     queued_after=now - PERIODS[view.period] if view.period else None,
                     sort=sort, descending=view.order != "asc", offset=(max(1, view.page) - 1) * view.size,
@@ -201,6 +204,8 @@ def show_log(request: Request, subject: Annotated[Subject, Depends(require(READ_
         result.page = mailroom.log.search(subject, build_query(view, mailroom.clock.now()))
     except InvalidInput as exc:
         result.errors.append(str(exc))
+        if exc.field == "page":
+            view = replace(view, page=1)  # the page is drawn with its links; a 30-digit page number breaks them
     notice, problem = outcome_message(done, n, skipped)
     servers = [s.name for s in mailroom.servers.list(subject)] if subject.has(READ_SERVERS) else []
     if view.server and view.server not in servers:

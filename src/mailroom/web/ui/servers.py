@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -71,8 +72,12 @@ def security_of(value: str) -> Security:
 
 
 def whole_number(value: str, field: str, label: str) -> int:
+    # At most 20 digits: int() of a long digit string costs quadratic time, and the domain bounds it anyway.
+    text = value.strip()
     try:
-        return int(value.strip())
+        if len(text) > 20:
+            raise ValueError(text)
+        return int(text)
     except ValueError:
         raise InvalidInput(_("{label} must be a whole number.").format(label=label), field=field) from None
 
@@ -82,7 +87,8 @@ def positive_number(value: str, field: str, label: str) -> float:
         number = float(value.strip())
     except ValueError:
         number = 0.0
-    if not number > 0:
+    # "inf" and "nan" are floats to Python, not a number of seconds to anyone.
+    if not (math.isfinite(number) and number > 0):
         raise InvalidInput(_("{label} must be a positive number of seconds.").format(label=label), field=field)
     return number
 
