@@ -3,7 +3,6 @@ small in-memory fakes: the decision is the use case's, whatever store and templa
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -11,74 +10,18 @@ import pytest
 
 from mailroom import SYSTEM, Mail
 from mailroom.domain.events import EventBus
-from mailroom.domain.users import AccountPolicy, OneTimeCode, Profile, Role, User
+from mailroom.domain.users import AccountPolicy, Profile
 from mailroom.usecases.users import UserUseCases
+from tests.support.memory_accounts import (
+    MemoryLoginThrottle,
+    MemorySessionStore,
+    MemoryTokenStore,
+    MemoryUserStore,
+    MovableClock,
+    PlainHasher,
+)
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
-
-
-class FixedClock:
-    def now(self) -> datetime:
-        return NOW
-
-
-class PlainHasher:
-    def hash(self, password: str) -> str:
-        return "h:" + password
-
-    def verify(self, password_hash: str, password: str) -> bool:
-        return password_hash == "h:" + password
-
-    def needs_rehash(self, password_hash: str) -> bool:
-        return False
-
-
-class MemoryUsers:
-    """The part of UserStore the workflows use."""
-
-    def __init__(self) -> None:
-        self.users: dict[str, User] = {}
-        self.hashes: dict[str, str] = {}
-        self.codes: dict[str, OneTimeCode] = {}
-
-    def add(self, user: User, password_hash: str | None) -> None:
-        self.users[user.id] = user
-        if password_hash:
-            self.hashes[user.id] = password_hash
-
-    def get(self, user_id: str) -> User:
-        return self.users[user_id]
-
-    def find_by_email(self, email: str) -> User | None:
-        return next((u for u in self.users.values() if u.email.lower() == email.lower()), None)
-
-    def update(self, user: User) -> None:
-        self.users[user.id] = user
-
-    def password_hash(self, user_id: str) -> str | None:
-        return self.hashes.get(user_id)
-
-    def set_password_hash(self, user_id: str, password_hash: str, now: datetime) -> None:
-        self.hashes[user_id] = password_hash
-
-    def add_code(self, code: OneTimeCode) -> None:
-        self.codes[code.code_hash] = code
-
-    def find_code(self, code_hash: str) -> OneTimeCode | None:
-        return self.codes.get(code_hash)
-
-    def use_code(self, code_hash: str, now: datetime) -> bool:
-        code = self.codes[code_hash]
-        if code.used_at is not None:
-            return False
-        self.codes[code_hash] = replace(code, used_at=now)
-        return True
-
-    def invalidate_codes(self, user_id: str, purpose: str, now: datetime) -> int:
-        return 0
-
-    def roles(self) -> list[Role]:
-        return []
 
 
 class RecordingTemplates:
@@ -93,32 +36,33 @@ class RecordingTemplates:
 
 
 @pytest.fixture
-def world() -> tuple[UserUseCases, MemoryUsers, RecordingTemplates]:
-    store, templates = MemoryUsers(), RecordingTemplates()
+def world() -> tuple[UserUseCases, str, RecordingTemplates]:
+    templates = RecordingTemplates()
     policy = AccountPolicy(public_base_url="https://mail.example.org", application_name="Acme",
                            self_registration=True, min_password_length=8, verification_code_hours=48,
                            reset_code_hours=1, login_max_failures=5, login_lockout_base_seconds=1,
-                           reset_request_floor_seconds=0)
-    users = UserUseCases(store=store, hasher=PlainHasher(), templates=templates,  # type: ignore[arg-type]
-                         events=EventBus(), clock=FixedClock(), policy=policy, sleep=lambda _s: None)
-    store.add(User(id="u1", profile=Profile(email="ann@example.org"), created_at=NOW, updated_at=NOW),
-              "h:old password")
-    return users, store, templates
+                           reset_request_floor_seconds=0, session_hours=12)
+    users = UserUseCases(store=MemoryUserStore(), hasher=PlainHasher(), templates=templates,  # type: ignore[arg-type]
+                         events=EventBus(), clock=MovableClock(), policy=policy, sessions=MemorySessionStore(),
+                         throttle=MemoryLoginThrottle(), tokens=MemoryTokenStore(), sleep=lambda _s: None)
+    users.ensure_builtin_roles()
+    ann = users.create_user(SYSTEM, Profile(email="ann@example.org"), password="an old password")
+    return users, ann.id, templates
 
 
-def test_every_account_mail_is_confidential(world: tuple[UserUseCases, MemoryUsers, RecordingTemplates]) -> None:
-    users, _store, templates = world
+def test_every_account_mail_is_confidential(world: tuple[UserUseCases, str, RecordingTemplates]) -> None:
+    users, ann, templates = world
     users.request_password_reset("ann@example.org")
-    users.resend_verification(SYSTEM, "u1")
-    users.change_email(SYSTEM, "u1", "ann@new.example.org")
-    reset_link = templates.sent[0]["model"]["confirm_url"]
+    users.resend_verification(SYSTEM, ann)
+    users.change_email(SYSTEM, ann, "ann@new.example.org")
+    reset_link = templates.sent[1]["model"]["confirm_url"]
     users.reset_password(reset_link.split("code=")[1], "a new password")
     users.register(Profile(email="bob@example.org"), "a long password")
     users.create_user(SYSTEM, Profile(email="cy@example.org"))
 
     names = [options["name"] for options in templates.sent]
-    assert names == ["password_reset", "email_verification", "email_verification", "password_changed",
-                     "registration_confirmation", "email_verification"]
+    assert names == ["email_verification", "password_reset", "email_verification", "email_verification",
+                     "password_changed", "registration_confirmation", "email_verification"]
     assert all(options["confidential"] is True for options in templates.sent)
 
 
