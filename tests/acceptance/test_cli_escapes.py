@@ -49,3 +49,17 @@ def test_log_and_show_print_control_characters_visibly(tmp_path: Path) -> None:
     shown = run(tmp_path, "show", mail_id)
     assert "\\x1b[2J" in shown and "\\x07" in shown and "\\u202e" in shown and "\\x7f" in shown
     assert "[bold]loud[/bold]" in shown
+
+
+def test_templates_show_and_render_print_control_characters_visibly(tmp_path: Path) -> None:
+    from mailroom.adapters.storage.tables import templates
+
+    with Mailroom(database_url=f"sqlite:///{tmp_path / 'm.db'}", secret_key_file=str(tmp_path / "k")) as room, \
+            room.database.write() as conn:
+        conn.execute(update(templates).where(templates.c.set_id == "mailroom.account",
+                                             templates.c.name == "notification", templates.c.locale == "en")
+                     .values(text="Hello \x1b[2J\x1b]0;pwned\x07 there"))
+    for shown in (run(tmp_path, "templates", "show", "mailroom.account", "notification"),
+                  run(tmp_path, "templates", "render", "mailroom.account", "notification", "--language", "en")):
+        assert "\x1b[2J" not in shown and "\x07" not in shown and "]0;pwned\x07" not in shown
+        assert "\\x1b[2J" in shown, shown

@@ -83,7 +83,7 @@ def show(ctx: typer.Context, set_id: SetArgument, name: NameArgument,
     """Show one template: subject, bodies and declared variables; or its versions, or a diff."""
     room = mailroom(ctx)
     if diff is not None:
-        typer.echo(room.templates.diff(SYSTEM, set_id, name, locale, diff[0], diff[1]), nl=False)
+        typer.echo(output.printable(room.templates.diff(SYSTEM, set_id, name, locale, diff[0], diff[1])), nl=False)
         return
     if versions:
         found = room.templates.versions(SYSTEM, set_id, name, locale)
@@ -103,11 +103,11 @@ def show(ctx: typer.Context, set_id: SetArgument, name: NameArgument,
         output.print_json(template)
         return
     typer.echo(f"{template.qualified_name} ({template.kind}, version {template.version})")
-    typer.echo(f"subject: {template.subject}")
-    typer.echo("variables: " + ", ".join(f"{k}={v!r}" for k, v in sorted(template.variables.items())))
+    typer.echo(f"subject: {output.printable(template.subject)}")
+    typer.echo("variables: " + output.printable(", ".join(f"{k}={v!r}" for k, v in sorted(template.variables.items()))))
     for label, body in (("html", template.html), ("text", template.text)):
         if body is not None:
-            typer.echo(f"--- {label} ---\n{body}")
+            typer.echo(f"--- {label} ---\n{output.printable(body)}")
 
 
 @templates_app.command("render")
@@ -119,10 +119,11 @@ def render(ctx: typer.Context, set_id: SetArgument, name: NameArgument, language
     if as_json:
         output.print_json(rendered)
         return
-    typer.echo(f"locale: {rendered.locale}\nsubject: {rendered.subject}")
+    # Printed as text: a template (or a model value) may hold escape sequences meant for the terminal.
+    typer.echo(f"locale: {rendered.locale}\nsubject: {output.printable(rendered.subject)}")
     if rendered.html is not None:
-        typer.echo(f"--- html ---\n{rendered.html}")
-    typer.echo(f"--- text ---\n{rendered.text}")
+        typer.echo(f"--- html ---\n{output.printable(rendered.html)}")
+    typer.echo(f"--- text ---\n{output.printable(rendered.text)}")
 
 
 @templates_app.command("send")
