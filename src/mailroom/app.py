@@ -129,7 +129,7 @@ class Mailroom:
     def _on_send_mail_requested(self, event: SendMailRequested) -> None:
         self._send(SYSTEM, Mail(
             to=list(event.to), cc=list(event.cc), bcc=list(event.bcc), subject=event.subject,
-            text=event.text, html=event.html, smtp_hint=event.smtp_hint,
+            text=event.text, html=event.html, smtp_hint=event.smtp_hint, confidential=event.confidential,
             attachments=[Attachment(filename=name, content=data) for name, data in event.attachments.items()],
         ))
 

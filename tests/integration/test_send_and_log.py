@@ -135,6 +135,14 @@ def test_event_bus_enqueues_as_system(mailroom: Mailroom) -> None:
                                               attachments={"a.txt": b"hello"}))
     page = mailroom.search_mail_log(SYSTEM)
     assert [m.subject for m in page.items] == ["From an event"]
+    assert not page.items[0].confidential
+
+
+def test_an_event_can_ask_for_a_confidential_mail(mailroom: Mailroom) -> None:
+    mailroom.events.publish(SendMailRequested(to=["a@example.org"], subject="Your code", text="123456",
+                                              confidential=True))
+    [mail] = mailroom.search_mail_log(SYSTEM).items
+    assert mail.confidential
 
 
 def test_staging_redirects_and_records_original_recipients(database_url: str, secret_key: str) -> None:

@@ -45,6 +45,8 @@ class SendMailRequested:
     html: str | None = None
     attachments: Mapping[str, bytes] = field(default_factory=dict)
     smtp_hint: str | None = None
+    confidential: bool = False
+    """Sealed at rest, never shown, dropped once final (as account mails are)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
