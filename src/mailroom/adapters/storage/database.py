@@ -78,7 +78,9 @@ class Database:
         try:
             yield
         except (OperationalError, InterfaceError, DisconnectionError) as exc:
-            raise _storage_error("the database is unavailable, busy or full", exc, StorageUnavailable) from exc
+            if _transient(exc):
+                raise _storage_error("the database is unavailable, busy or full", exc, StorageUnavailable) from exc
+            raise _storage_error("the database refused the operation", exc) from exc
         except DBAPIError as exc:
             if exc.connection_invalidated:
                 raise _storage_error("the database connection was lost", exc, StorageUnavailable) from exc
@@ -101,6 +103,20 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+# SQLite reports a missing table like a locked or full database (OperationalError): only these are worth
+# trying again; PostgreSQL's OperationalError is about the connection or the server, always transient.
+_SQLITE_TRANSIENT = ("locked", "busy", "disk is full", "disk i/o error", "unable to open", "readonly database")
+
+
+def _transient(exc: SQLAlchemyError) -> bool:
+    """Whether the same call may succeed in a moment (the database restarts, is busy, or has room again)."""
+    if not isinstance(exc, OperationalError) or exc.connection_invalidated:
+        return True
+    if exc.orig is not None and type(exc.orig).__module__.startswith("sqlite3"):
+        return any(phrase in str(exc.orig).lower() for phrase in _SQLITE_TRANSIENT)
+    return True
 
 
 def _cause(exc: SQLAlchemyError) -> str:
@@ -149,7 +165,7 @@ def _storage_error(what: str, exc: SQLAlchemyError, kind: type[StorageError] = S
     # A broken constraint is mostly expected (a duplicate address) and handled by the store: no alarm.
     # An unreachable database is the callers' to retry (the worker logs that itself): a warning, no trace.
     if issubclass(kind, StorageUnavailable):
-        logger.warning("storage error %s: %s", error_id, _cause(exc))
+        logger.warning("storage error %s (transient): %s", error_id, _cause(exc))
     else:
         level = logging.INFO if isinstance(exc, IntegrityError) else logging.ERROR
         logger.log(level, "storage error %s: %s", error_id, exc, exc_info=exc)
