@@ -353,7 +353,8 @@ class Worker:
     async def _sender(self, lane: _Lane) -> None:
         """One connection to one server: take the lane's mails one by one until it has none or is gone."""
         session: SmtpSession | None = None
-        unwritten: asyncio.Future[None] | None = None
+        unwritten: asyncio.Future[None] | None = None  # the write this connection waits for next
+        last_result: asyncio.Future[None] | None = None
         try:
             while not self._stopping.is_set() and self._lanes.get(lane.server.id) is lane:
                 if not lane.queue:
@@ -363,14 +364,14 @@ class Worker:
                     continue
                 if len(lane.senders) > lane.health.target:
                     return  # the server takes fewer connections: this one ends
-                if unwritten is not None:
-                    # A crash may resend only what is in flight: the mail being sent, and none whose result
-                    # is still on its way to the database. So one at a time per connection: the next mail
-                    # starts once the last result is written (the commit overlaps nothing but its own wait).
+                if unwritten is not None and not unwritten.done():
+                    # A crash may resend only what is in flight. Per connection that is the mail being sent
+                    # and at most the one before it, whose result is being written meanwhile: the mail
+                    # after next waits for that write (so the commit overlaps the SMTP work, not the loop).
                     await unwritten
-                    unwritten = None
                     if not lane.queue:
                         continue
+                unwritten = last_result
                 held = lane.queue.popleft()
                 if not self._holds_lease(held):
                     self._drop(held)  # another worker may hold it now: never sent twice
@@ -406,7 +407,7 @@ class Worker:
                 lane.send_seconds = 0.5 * lane.send_seconds + 0.5 * (time.monotonic() - started)
                 if lane.health.sent():
                     self._staff(lane)
-                unwritten = self._finish(held, result)
+                last_result = self._finish(held, result)
         finally:
             if session is not None:
                 lane.open_connections -= 1

@@ -100,7 +100,7 @@ _RECORD_OUTCOMES = BulkStatement(
             updated_at=bindparam("updated_at"), sent_at=bindparam("sent_at"),
             finished_at=bindparam("finished_at"), claim_token=null())
 )
-_HOLDERS = select(mails.c.id, mails.c.claim_token).where(mails.c.id.in_(_IDS))
+_HOLDERS = select(mails.c.id, mails.c.claim_token, mails.c.confidential).where(mails.c.id.in_(_IDS))
 _HOLDERS_LOCKED = _HOLDERS.with_for_update()  # PostgreSQL: no other worker re-claims them mid-write
 _EXTEND_LEASES = (
     update(mails)
@@ -231,7 +231,9 @@ class SqlMailStore:
                 "uncertain": r.attempt.uncertain,
             } for r in results])
             holders = _HOLDERS_LOCKED if self._db.is_postgres else _HOLDERS
-            tokens = dict(conn.execute(holders, {"ids": [r.mail_id for r in results]}).all())
+            rows = conn.execute(holders, {"ids": [r.mail_id for r in results]}).all()
+            tokens = {row.id: row.claim_token for row in rows}
+            confidential = {row.id for row in rows if row.confidential}
             current = [r for r in results if tokens.get(r.mail_id) == r.claim_token]
             if not current:
                 return
@@ -242,7 +244,8 @@ class SqlMailStore:
                 "sent_at": r.attempt.started_at if r.status in _DELIVERED else None,
                 "finished_at": r.attempt.started_at if r.status.is_final else None,
             } for r in current])
-            _drop_confidential_contents(conn, [r.mail_id for r in current if r.status.is_final])
+            _drop_confidential_contents(conn, [r.mail_id for r in current
+                                               if r.mail_id in confidential and r.status.is_final])
             # Most mails end with every recipient given the same answer (all accepted with one 250): one
             # UPDATE per distinct answer covers them, instead of a row-by-row executemany.
             uniform: dict[tuple[str, int | None, str | None], list[str]] = defaultdict(list)
