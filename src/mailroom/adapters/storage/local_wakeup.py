@@ -24,6 +24,7 @@ import stat
 import threading
 import time
 import weakref
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,12 +55,13 @@ def local_wakeup_for(database: str | None) -> EventWakeup:
 
 @dataclass(frozen=True, slots=True)
 class _Listing:
-    key: tuple[int, int, int]  # device, inode and mtime of the folder when it was read
+    key: tuple[int, int, int, int]  # device, inode, mtime and size of the folder when it was read
     names: tuple[str, ...]  # the sockets of the other workers
+    addresses: tuple[bytes, ...] | None  # their paths, None when too long for sun_path (see _FolderAddress)
     settled: bool  # the folder had not changed for SETTLED_NS when it was read: reusable while the key holds
 
 
-_NOTHING = _Listing(key=(0, 0, 0), names=(), settled=False)
+_NOTHING = _Listing(key=(0, 0, 0, 0), names=(), addresses=(), settled=False)
 
 
 class LocalSocketWakeup(EventWakeup):
@@ -73,6 +75,7 @@ class LocalSocketWakeup(EventWakeup):
     def __init__(self, folder: Path) -> None:
         super().__init__()
         self.folder = folder
+        self._folder = str(folder)  # os.stat takes a str without the Path's __fspath__ call: on every send_mail
         self._uid = os.getuid()
         self._send_lock = threading.Lock()
         self._listing = _NOTHING
@@ -93,21 +96,24 @@ class LocalSocketWakeup(EventWakeup):
 
     def _current_listing(self) -> _Listing:
         try:
-            folder = os.stat(self.folder, follow_symlinks=False)
+            folder = os.stat(self._folder, follow_symlinks=False)
         except OSError:
             return _NOTHING  # no worker ever listened here (or the folder is unreachable): the poll covers it
-        key = (folder.st_dev, folder.st_ino, folder.st_mtime_ns)
+        key = (folder.st_dev, folder.st_ino, folder.st_mtime_ns, folder.st_size)
         if self._listing.settled and self._listing.key == key:
             return self._listing
         if not self._private(folder):
             return _NOTHING
         read_at = time.time_ns()
         try:
-            names = tuple(name for name in os.listdir(self.folder)
+            names = tuple(name for name in os.listdir(self._folder)
                           if name.endswith(SOCKET_SUFFIX) and name != self._own_name)
         except OSError:
             return _NOTHING
-        self._listing = _Listing(key=key, names=names, settled=read_at - folder.st_mtime_ns > SETTLED_NS)
+        addresses = tuple(os.fsencode(os.path.join(self._folder, name)) for name in names)
+        self._listing = _Listing(
+            key=key, names=names, settled=read_at - folder.st_mtime_ns > SETTLED_NS,
+            addresses=addresses if all(len(a) <= MAX_SOCKET_PATH_BYTES for a in addresses) else None)
         return self._listing
 
     def _send_to(self, listing: _Listing) -> None:
@@ -116,19 +122,28 @@ class LocalSocketWakeup(EventWakeup):
             sender = self._sender = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
             sender.setblocking(False)  # a worker that does not read must never hold up send_mail
             weakref.finalize(self, sender.close)
-        with _FolderAddress(self.folder) as address:
-            for name in listing.names:
-                try:
-                    sender.sendto(b"\0", address(name))
-                except BlockingIOError:
-                    pass  # its queue is full of wake-ups it has not read yet: it is awake already
-                except ConnectionRefusedError:
-                    # Nothing is bound to it any more: a worker that died without removing its socket.
-                    with contextlib.suppress(OSError):
-                        os.unlink(self.folder / name)
-                    self._listing = _NOTHING
-                except OSError:
-                    self._listing = _NOTHING  # gone meanwhile, or not a socket: read the folder again next time
+        if listing.addresses is not None:
+            self._send_each(sender, listing.names, listing.addresses)
+            return
+        try:
+            with _FolderAddress(self.folder) as long_address:
+                self._send_each(sender, listing.names, [long_address(name) for name in listing.names])
+        except OSError:
+            pass  # no /proc to shorten the path: the workers could not bind here either, they poll
+
+    def _send_each(self, sender: socket.socket, names: Sequence[str], addresses: Sequence[bytes]) -> None:
+        for name, address in zip(names, addresses, strict=True):
+            try:
+                sender.sendto(b"\0", address)
+            except BlockingIOError:
+                pass  # its queue is full of wake-ups it has not read yet: it is awake already
+            except ConnectionRefusedError:
+                # Nothing is bound to it any more: a worker that died without removing its socket.
+                with contextlib.suppress(OSError):
+                    os.unlink(os.path.join(self._folder, name))
+                self._listing = _NOTHING
+            except OSError:
+                self._listing = _NOTHING  # gone meanwhile, or not a socket: read the folder again next time
 
     # --- listening: a worker ----------------------------------------------------------------------
 
