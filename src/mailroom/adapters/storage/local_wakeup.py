@@ -46,8 +46,10 @@ SETTLED_NS = 100_000_000
 
 def local_wakeup_for(database: str | None) -> EventWakeup:
     """The wake-up for a SQLite database: cross-process for a database file, in-process otherwise."""
-    if not database or database == ":memory:" or database.startswith("file:") or not hasattr(socket, "AF_UNIX"):
-        return EventWakeup()  # no file to sit beside (or no UNIX sockets): only the poll reaches other processes
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return EventWakeup()  # no file to sit beside: only the poll reaches other processes
+    if not hasattr(socket, "AF_UNIX") or not hasattr(os, "getuid"):
+        return EventWakeup()  # Windows: not a target, it polls
     # Resolved, so that processes naming the file by different relative paths or links meet in one folder.
     path = Path(database).resolve()
     return LocalSocketWakeup(path.with_name(path.name + FOLDER_SUFFIX))
