@@ -18,6 +18,7 @@ from mailroom.adapters.secrets import FernetSecretBox
 from mailroom.adapters.smtp.mime import StdlibMessageBuilder
 from mailroom.adapters.smtp.transport import AiosmtplibTransport
 from mailroom.adapters.storage.database import Database
+from mailroom.adapters.storage.local_wakeup import local_wakeup_for
 from mailroom.adapters.storage.mail_store import SqlMailStore
 from mailroom.adapters.storage.server_store import SqlServerStore
 from mailroom.adapters.storage.session_store import SqlLoginThrottle, SqlSessionStore
@@ -72,7 +73,7 @@ class Mailroom:
         self.clock = SystemClock()
         self.wakeup: EventWakeup = (
             PostgresWakeup(self.database.url.set(drivername="postgresql").render_as_string(hide_password=False))
-            if self.database.is_postgres else EventWakeup()
+            if self.database.is_postgres else local_wakeup_for(self.database.url.database)
         )
         self.secrets = FernetSecretBox.from_settings(s.secret_key, s.secret_key_file)
         self.store = SqlMailStore(self.database, self.secrets)
@@ -196,13 +197,11 @@ class Mailroom:
         if handle_signals:
             for signum in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(signum, worker.stop)
-        if isinstance(self.wakeup, PostgresWakeup):
-            await self.wakeup.start()
+        await self.wakeup.start()  # LISTEN (PostgreSQL) or a local socket (SQLite): other processes wake it
         try:
             await worker.run(until_idle=until_idle)
         finally:
-            if isinstance(self.wakeup, PostgresWakeup):
-                await self.wakeup.stop()
+            await self.wakeup.stop()
             if handle_signals:
                 for signum in (signal.SIGTERM, signal.SIGINT):
                     loop.remove_signal_handler(signum)

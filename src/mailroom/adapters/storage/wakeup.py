@@ -1,4 +1,9 @@
-"""Waking an idle worker the moment mail is queued: an asyncio event in-process, LISTEN/NOTIFY across."""
+"""Waking an idle worker the moment mail is queued.
+
+In-process an asyncio event; across processes LISTEN/NOTIFY on PostgreSQL, and on SQLite a UNIX datagram
+socket per worker in a private folder beside the database file (``LocalSocketWakeup``). The worker's poll
+(``poll_interval_seconds``) stays the fallback whenever a wake-up is lost or cannot be set up.
+"""
 
 from __future__ import annotations
 
@@ -28,6 +33,12 @@ class EventWakeup:
         if loop is not None and event is not None and not loop.is_closed():
             with contextlib.suppress(RuntimeError):  # the loop closed between the check and the call
                 loop.call_soon_threadsafe(event.set)
+
+    async def start(self) -> None:
+        """Begin listening for wake-ups from other processes (a worker calls it before running)."""
+
+    async def stop(self) -> None:
+        """Stop listening; the in-process part keeps working."""
 
     async def wait(self, timeout: float | None) -> bool:
         with self._lock:
