@@ -28,7 +28,7 @@ from sqlalchemy import (
     update,
 )
 
-from mailroom.adapters.storage.bulk import BulkStatement
+from mailroom.adapters.storage.bulk import BulkStatement, IdQuery
 from mailroom.adapters.storage.claiming import claim_due
 from mailroom.adapters.storage.database import Database
 from mailroom.adapters.storage.tables import (
@@ -100,8 +100,9 @@ _RECORD_OUTCOMES = BulkStatement(
             updated_at=bindparam("updated_at"), sent_at=bindparam("sent_at"),
             finished_at=bindparam("finished_at"), claim_token=null())
 )
-_HOLDERS = select(mails.c.id, mails.c.claim_token, mails.c.confidential).where(mails.c.id.in_(_IDS))
-_HOLDERS_LOCKED = _HOLDERS.with_for_update()  # PostgreSQL: no other worker re-claims them mid-write
+_HOLDERS_QUERY = select(mails.c.id, mails.c.claim_token, mails.c.confidential).where(mails.c.id.in_(_IDS))
+_HOLDERS = IdQuery(_HOLDERS_QUERY)
+_HOLDERS_LOCKED = IdQuery(_HOLDERS_QUERY.with_for_update())  # PostgreSQL: no re-claim by others mid-write
 _EXTEND_LEASES = (
     update(mails)
     .where(mails.c.id.in_(_IDS), mails.c.claim_token == bindparam("token"),
@@ -115,11 +116,11 @@ _SETTLED_RECIPIENTS = (
            mail_recipients.c.status.in_([s.value for s in RecipientStatus if s.is_done]))
 )
 _DELIVERED = frozenset({MailStatus.SENT, MailStatus.PARTIALLY_FAILED})
-_RECORD_ANSWER_TO_ALL = (
-    update(mail_recipients).where(mail_recipients.c.mail_id.in_(_IDS))
+_RECORD_ANSWER_TO_ALL = BulkStatement(
+    update(mail_recipients).where(mail_recipients.c.mail_id == bindparam("b_mail_id"))
     .values(status=bindparam("status"), code=bindparam("code"), reply=bindparam("reply"))
 )
-_RECORD_ANSWER_TO_ONE = (
+_RECORD_ANSWER_TO_ONE = BulkStatement(
     update(mail_recipients)
     .where(mail_recipients.c.mail_id == bindparam("b_mail_id"), mail_recipients.c.email == bindparam("b_email"))
     .values(status=bindparam("status"), code=bindparam("code"), reply=bindparam("reply"))
@@ -231,7 +232,7 @@ class SqlMailStore:
                 "uncertain": r.attempt.uncertain,
             } for r in results])
             holders = _HOLDERS_LOCKED if self._db.is_postgres else _HOLDERS
-            rows = conn.execute(holders, {"ids": [r.mail_id for r in results]}).all()
+            rows = holders.rows(conn, [r.mail_id for r in results])
             tokens = {row.id: row.claim_token for row in rows}
             confidential = {row.id for row in rows if row.confidential}
             current = [r for r in results if tokens.get(r.mail_id) == r.claim_token]
@@ -246,21 +247,20 @@ class SqlMailStore:
             } for r in current])
             _drop_confidential_contents(conn, [r.mail_id for r in current
                                                if r.mail_id in confidential and r.status.is_final])
-            # Most mails end with every recipient given the same answer (all accepted with one 250): one
-            # UPDATE per distinct answer covers them, instead of a row-by-row executemany.
-            uniform: dict[tuple[str, int | None, str | None], list[str]] = defaultdict(list)
+            # Most mails end with every recipient given the same answer (all accepted with one 250): one row
+            # per mail then, instead of one per recipient; both on the DBAPI's executemany.
+            to_all: list[dict[str, Any]] = []
             one_by_one: list[dict[str, Any]] = []
             for r in current:
                 answers = set(r.recipients.values())
                 if len(answers) == 1 and r.all_recipients:
-                    uniform[answers.pop()].append(r.mail_id)
+                    status, code, reply = answers.pop()
+                    to_all.append({"b_mail_id": r.mail_id, "status": status, "code": code, "reply": reply})
                 else:
                     one_by_one += [{"b_mail_id": r.mail_id, "b_email": email, "status": status, "code": code,
                                     "reply": reply} for email, (status, code, reply) in r.recipients.items()]
-            for (status, code, reply), mail_ids in uniform.items():
-                conn.execute(_RECORD_ANSWER_TO_ALL, {"ids": mail_ids, "status": status, "code": code, "reply": reply})
-            if one_by_one:
-                conn.execute(_RECORD_ANSWER_TO_ONE, one_by_one)
+            _RECORD_ANSWER_TO_ALL.execute(conn, to_all)
+            _RECORD_ANSWER_TO_ONE.execute(conn, one_by_one)
 
     def extend_leases(self, claims: Sequence[ClaimedMail], *, until: datetime) -> set[str]:
         if not claims:
