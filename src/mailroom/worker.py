@@ -49,6 +49,9 @@ T = TypeVar("T")
 
 # The most results the writer puts in one transaction.
 RESULT_BATCH_MAX = 1000
+# Results of one connection that may still be on their way to the database while it sends the next mail.
+# A crash resends at most these plus the mail being sent; more would batch commits better but widen that.
+UNWRITTEN_PER_CONNECTION = 1
 # A storage call that fails is tried again after these many seconds, doubling up to the cap.
 STORAGE_RETRY_FIRST_SECONDS = 0.1
 STORAGE_RETRY_MAX_SECONDS = 5.0
@@ -353,8 +356,7 @@ class Worker:
     async def _sender(self, lane: _Lane) -> None:
         """One connection to one server: take the lane's mails one by one until it has none or is gone."""
         session: SmtpSession | None = None
-        unwritten: asyncio.Future[None] | None = None  # the write this connection waits for next
-        last_result: asyncio.Future[None] | None = None
+        unwritten: collections.deque[asyncio.Future[None]] = collections.deque()  # this connection's results
         try:
             while not self._stopping.is_set() and self._lanes.get(lane.server.id) is lane:
                 if not lane.queue:
@@ -364,14 +366,12 @@ class Worker:
                     continue
                 if len(lane.senders) > lane.health.target:
                     return  # the server takes fewer connections: this one ends
-                if unwritten is not None and not unwritten.done():
-                    # A crash may resend only what is in flight. Per connection that is the mail being sent
-                    # and at most the one before it, whose result is being written meanwhile: the mail
-                    # after next waits for that write (so the commit overlaps the SMTP work, not the loop).
-                    await unwritten
-                    if not lane.queue:
-                        continue
-                unwritten = last_result
+                while len(unwritten) > UNWRITTEN_PER_CONNECTION:
+                    # A crash may resend only what is in flight: per connection the mail being sent and the
+                    # few before it whose results are being written meanwhile (the commit overlaps SMTP).
+                    await unwritten.popleft()
+                if not lane.queue:
+                    continue
                 held = lane.queue.popleft()
                 if not self._holds_lease(held):
                     self._drop(held)  # another worker may hold it now: never sent twice
@@ -407,7 +407,10 @@ class Worker:
                 lane.send_seconds = 0.5 * lane.send_seconds + 0.5 * (time.monotonic() - started)
                 if lane.health.sent():
                     self._staff(lane)
-                last_result = self._finish(held, result)
+                written = self._finish(held, result)
+                if unwritten and unwritten[0].done():
+                    unwritten.popleft()
+                unwritten.append(written)
         finally:
             if session is not None:
                 lane.open_connections -= 1
