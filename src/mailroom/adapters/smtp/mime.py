@@ -24,11 +24,13 @@ from datetime import datetime
 from email import base64mime
 from email._policybase import Compat32
 from email.charset import Charset
+from email.generator import BytesGenerator
 from email.header import Header
 from email.headerregistry import Address as HeaderAddress
 from email.message import EmailMessage, Message
 from email.policy import SMTP, SMTPUTF8, Policy
 from functools import lru_cache
+from io import BytesIO
 from typing import Any, TypeAlias
 
 from mailroom.domain.addresses import Address
@@ -68,6 +70,19 @@ def _fits(name: str, value: Any, limit: int | None) -> bool:
 
 # Header counts a continuation line without its leading space: 75 keeps every encoded word within
 # the 75 characters RFC 2047 allows.
+_LINE_END = re.compile(r"\r\n|\r|\n")  # email.generator's NLCRE
+
+
+class _WireGenerator(BytesGenerator):
+    """Writes a text payload with one call instead of two per line (a 2 KB body has 25 lines)."""
+
+    def _write_lines(self, lines: str) -> None:
+        # The same bytes as Generator._write_lines: every line end becomes the policy's, and a last line
+        # without one stays without one.
+        if lines:
+            self.write("\r\n".join(_LINE_END.split(lines)))
+
+
 _WIRE = _WirePolicy(linesep="\r\n", mangle_from_=False, max_line_length=_ENCODED_WORD_LENGTH)
 
 
@@ -96,11 +111,13 @@ class StdlibMessageBuilder:
             message["Reply-To"] = _mailboxes(mail.reply_to)
         # Bcc recipients are only in the envelope: a Bcc header would reveal them to everyone.
         message["Subject"] = _unstructured(mail.subject)
-        message["Date"] = email.utils.format_datetime(date)
+        message["Date"] = _date_header(date.replace(microsecond=0))
         message["Message-ID"] = message_id
         for name, value in mail.headers.items():
             message[name] = _unstructured(value)
-        return message.as_bytes(policy=_WIRE)
+        out = BytesIO()
+        _WireGenerator(out, policy=_WIRE).flatten(message)
+        return out.getvalue()
 
     def with_from(self, message: bytes, sender: str) -> bytes:
         """Prepend a From header; the rest of the stored message stays byte for byte as it was."""
@@ -289,18 +306,38 @@ def _compat_body(mail: Mail) -> _Part:
 
 
 def _text_part(text: str, subtype: str) -> _Part:
+    payload, cte = _encoded_text(text) if len(text) <= _CACHED_TEXT_CHARS else _encode_text(text)
+    part = _part(f"text/{subtype}", charset="utf-8")
+    part.set_payload(payload)
+    part["Content-Transfer-Encoding"] = cte
+    return part
+
+
+# A bulk send (a newsletter, a notice to many) has the same body in every mail: it is encoded once. The
+# cache holds at most 64 bodies of at most 64 K characters (a few MB); longer ones are not kept.
+_CACHED_TEXT_CHARS = 65_536
+
+
+@lru_cache(maxsize=64)
+def _encoded_text(text: str) -> tuple[str, str]:
+    return _encode_text(text)
+
+
+def _encode_text(text: str) -> tuple[str, str]:
+    """The payload and its Content-Transfer-Encoding."""
     # Line ends are the writer's, as EmailMessage.set_content has them: CR, LF or CRLF each end a line, the
     # body ends with one, and the generator writes CRLF.
     data = b"\n".join(text.encode("utf-8").splitlines()) + b"\n"
-    part = _part(f"text/{subtype}", charset="utf-8")
     if _text_cte(text) == "base64":
-        part.set_payload(base64mime.body_encode(data))
-        part["Content-Transfer-Encoding"] = "base64"
-    else:
-        # binascii's quoted-printable (via quopri): email.quoprimime does the same per character in Python.
-        part.set_payload(quopri.encodestring(data).decode("ascii"))
-        part["Content-Transfer-Encoding"] = "quoted-printable"
-    return part
+        return base64mime.body_encode(data), "base64"
+    # binascii's quoted-printable (via quopri): email.quoprimime does the same per character in Python.
+    return quopri.encodestring(data).decode("ascii"), "quoted-printable"
+
+
+@lru_cache(maxsize=16)
+def _date_header(moment: datetime) -> str:
+    """RFC 5322 date of a whole second: mails queued in the same second share it."""
+    return email.utils.format_datetime(moment)
 
 
 def _attachment(attachment: Attachment, *, disposition: str) -> _Part:
