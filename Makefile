@@ -25,8 +25,10 @@ test: lint typecheck
 
 # Not part of `make test`: it takes minutes and measures, it does not check. Against Postfix's smtp-sink
 # when installed (apt-get install postfix); extra options in BENCH_ARGS, e.g. BENCH_ARGS="--rounds 3".
+# bench/enqueue.py: send_mail / send_mails against a bare INSERT+COMMIT per mail (ENQUEUE_BENCH_ARGS).
 bench: $(STAMP)
 	$(BIN)/python bench/delivery.py $(BENCH_ARGS)
+	$(BIN)/python bench/enqueue.py $(ENQUEUE_BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
