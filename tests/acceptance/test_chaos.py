@@ -349,3 +349,25 @@ def test_sqlite_disk_full_mid_run_the_worker_waits_and_finishes(
     assert outcome.statuses == Counter({"sent": total}), report
     assert not outcome.lost, report
 
+
+
+@pytest.mark.postgres
+def test_a_worker_started_while_the_database_is_down_waits_for_it(
+        postgres_url: str, secret_key: str, pg_proxy: PgProxy, worker_logs: Path) -> None:
+    total = 20
+    with FaultSmtpProcess() as sink, Mailroom(database_url=postgres_url, secret_key=secret_key) as room:
+        _queue(room, sink.port, total)
+        pg_proxy.outage(4)
+        workers = Workers(_env(pg_proxy.url(postgres_url), secret_key, poll_interval_seconds="0.5"), worker_logs)
+        workers.start(1)
+        try:
+            time.sleep(3)
+            workers.reap()
+            assert workers.exits == [], f"the worker gave up while the database was down\\n{workers.last_errors()}"
+            left = _wait_until_final(room, workers, time.monotonic() + 45)
+        finally:
+            workers.stop()
+        outcome = _outcome(room, sink, workers)
+    report = f"{outcome.report()}; unfinished {left}\n{workers.last_errors()}"
+    assert workers.exits == [], report
+    assert outcome.statuses == Counter({"sent": total}), report

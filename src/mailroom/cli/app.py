@@ -6,6 +6,7 @@ on stderr and an exit code from :mod:`mailroom.cli.errors`.
 
 import asyncio
 import sys
+import time
 from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
@@ -14,6 +15,7 @@ from typing import Annotated
 import typer
 
 from mailroom.adapters.secrets import generate_key
+from mailroom.app import Mailroom
 from mailroom.cli import dev as dev_commands
 from mailroom.cli import mail as mail_commands
 from mailroom.cli.context import CliState, mailroom, setup_logging
@@ -21,6 +23,7 @@ from mailroom.cli.errors import OK, exit_code_for, one_line
 from mailroom.cli.smtp import smtp_app
 from mailroom.cli.templates import templates_app
 from mailroom.cli.users import permissions, users_app
+from mailroom.errors import StorageUnavailable
 
 app = typer.Typer(
     name="mailroom",
@@ -73,9 +76,22 @@ app.command("dev")(dev_commands.dev)
 @app.command("worker")
 def worker(ctx: typer.Context) -> None:
     """Deliver queued mail until SIGTERM or Ctrl-C (in-flight mails are finished first)."""
-    room = mailroom(ctx)
+    room = _when_the_database_answers(ctx)
     setup_logging(room.settings.log_level)
     asyncio.run(room.run_worker(handle_signals=True))
+
+
+def _when_the_database_answers(ctx: typer.Context) -> Mailroom:
+    """The facade, waiting (with backoff, up to 10 s between tries) while the database cannot be reached: a
+    worker started during a database restart or outage waits for it, as a running one does, instead of exiting."""
+    delay = 0.5
+    while True:
+        try:
+            return mailroom(ctx)
+        except StorageUnavailable as exc:
+            typer.echo(f"waiting for the database ({exc}); trying again in {delay:g} s", err=True)
+            time.sleep(delay)
+            delay = min(10.0, delay * 2)
 
 
 @app.command("serve")
