@@ -487,3 +487,10 @@ def test_tokens_are_created_used_and_revoked(admin: TestClient, app: FastAPI) ->
     assert admin.get(f"{API}/tokens").json()[0]["active"] is False
     assert_error(admin.delete(f"{API}/tokens/{created['id']}"), 404, "token_not_found")
     assert_error(admin.post(f"{API}/tokens", json={"name": "  "}), 422, "invalid_input", "name")
+
+
+def test_a_filter_given_twice_is_refused_not_half_applied(admin: TestClient) -> None:
+    answer = admin.get("/api/v1/mails", params=[("correlation_id", "a"), ("correlation_id", "b")])
+    assert answer.status_code == 422
+    assert answer.json()["field"] == "correlation_id"
+    assert admin.get("/api/v1/mails", params=[("status", "sent"), ("status", "failed")]).status_code == 200

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Sequence
-from typing import Annotated
+from typing import Annotated, get_origin
 
 from fastapi import APIRouter, Query, Request, Response
+from pydantic import BaseModel
 
 from mailroom.domain.mail import Attachment, Mail
 from mailroom.errors import InvalidInput, MailNotFound, NotFound
@@ -98,9 +99,19 @@ def send_template_mail(request: Request, body: SendTemplateMailRequest, caller: 
     return MailCreated(id=mail_id)
 
 
+def refuse_repeated_parameters(request: Request, model: type[BaseModel]) -> None:
+    """A filter that takes one value, given twice, is refused: FastAPI would quietly keep the last one, so
+    ``correlation_id=a&correlation_id=b`` would search for b alone."""
+    for name, field in model.model_fields.items():
+        if get_origin(field.annotation) is not list and len(request.query_params.getlist(name)) > 1:
+            raise InvalidInput(f"{name} may be given once (only repeatable filters, like status, take more)",
+                               field=name)
+
+
 @router.get("/mails", response_model=MailPage, summary="Search the mail log", responses=errors())
 def search_mails(request: Request, search: Annotated[MailSearch, Query()], caller: Caller) -> MailPage:
     """One page of the mails matching every given filter, newest first unless sorted otherwise."""
+    refuse_repeated_parameters(request, MailSearch)
     page = room(request).log.search(caller, search.to_query())
     return MailPage(items=[MailSummary.of(mail) for mail in page.items], total=page.total, offset=page.offset,
                     limit=page.limit)
