@@ -354,3 +354,14 @@ def test_a_small_byte_budget_still_delivers_everything(make_room: MakeRoom, smtp
     room.deliver_pending()
     assert len(smtp_server.wait_for(6)) == 6
     assert {room.get_mail(SYSTEM, mail_id).status for mail_id in ids} == {MailStatus.SENT}
+
+
+@pytest.mark.parametrize(("helo_name", "warned"), [("localhost", True), ("mail.example.org", False)])
+async def test_the_connection_test_warns_of_an_unqualified_ehlo_name(
+        make_room: MakeRoom, smtp_server: SmtpServerHandle, helo_name: str, warned: bool) -> None:
+    room = make_room(smtp_helo_name=helo_name)
+    room.servers.add(SYSTEM, ServerSettings(name="t", host=smtp_server.host, port=smtp_server.port,
+                                            security=Security.NONE))
+    steps = {s.name: s for s in await room.servers.test(SYSTEM, "t")}
+    assert steps["ehlo"].ok and f"(as {helo_name})" in steps["ehlo"].detail
+    assert ("not a fully qualified host name" in steps["ehlo"].detail) is warned
