@@ -171,7 +171,7 @@ def worker_logs(tmp_path: Path) -> Path:
 @pytest.mark.postgres
 def test_kills_and_an_outage_lose_nothing_and_duplicate_at_most_the_mails_in_flight(
         postgres_url: str, secret_key: str, pg_proxy: PgProxy, worker_logs: Path) -> None:
-    """3 workers, 3,000 mails at 50 ms each, lease 5 s, 10 SIGKILLs (each worker restarted) and a 3 s outage.
+    """3 workers, 2,000 mails at 50 ms each, lease 5 s, 10 SIGKILLs (each worker restarted) and a 3 s outage.
 
     The bound on duplicates: a SIGKILL can only re-send the mails in flight in that worker, those handed to
     the server whose result is not yet in the database. Per SMTP connection that is the mail being sent and
@@ -183,7 +183,7 @@ def test_kills_and_an_outage_lose_nothing_and_duplicate_at_most_the_mails_in_fli
     batch of 300 at 40 mails/s is 7.5 s), so a lease that is not extended while the worker lives shows as
     duplicates on every run, not only when a noisy machine slows the workers down.
     """
-    total, connections, max_attempts = 3000, 2, 8
+    total, connections, max_attempts = 2000, 2, 8
     rng = random.Random(10)
     with FaultSmtpProcess("--delay-ms", "50") as sink, \
             Mailroom(database_url=postgres_url, secret_key=secret_key) as room:
@@ -219,16 +219,16 @@ def test_kills_and_an_outage_lose_nothing_and_duplicate_at_most_the_mails_in_fli
 @pytest.mark.postgres
 def test_a_batch_that_outlasts_the_lease_is_not_sent_again(
         postgres_url: str, secret_key: str, worker_logs: Path) -> None:
-    """No kills: a server taking 2 s per mail, one connection per worker, lease 5 s, 20 mails, 2 workers.
+    """No kills: a server taking 1 s per mail, one connection per worker, lease 3 s, 12 mails, 2 workers.
 
     A worker's claim takes far longer than the lease to send; the lease must be extended while the worker
     lives, or the other worker claims the same mails and sends them again.
     """
-    total = 20
-    with FaultSmtpProcess("--delay-ms", "2000") as sink, \
+    total = 12
+    with FaultSmtpProcess("--delay-ms", "1000") as sink, \
             Mailroom(database_url=postgres_url, secret_key=secret_key) as room:
         _queue(room, sink.port, total)
-        workers = Workers(_env(postgres_url, secret_key, lease_seconds="5", smtp_connections_per_server="1",
+        workers = Workers(_env(postgres_url, secret_key, lease_seconds="3", smtp_connections_per_server="1",
                                poll_interval_seconds="0.5"), worker_logs)
         workers.start(2)
         try:
@@ -246,7 +246,7 @@ def test_a_batch_that_outlasts_the_lease_is_not_sent_again(
 def test_workers_live_through_database_blips_and_a_long_outage(
         postgres_url: str, secret_key: str, pg_proxy: PgProxy, worker_logs: Path) -> None:
     """Two 0.3 s blips and one 15 s outage mid-run: no worker exits, and afterwards every mail is final."""
-    total = 1500
+    total = 800
     with FaultSmtpProcess("--delay-ms", "40") as sink, \
             Mailroom(database_url=postgres_url, secret_key=secret_key) as room:
         _queue(room, sink.port, total)
