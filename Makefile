@@ -20,8 +20,10 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
+# Three test processes on two cores: most tests wait on sockets, subprocesses and timers, not the CPU.
+# A file stays in one process (module fixtures, the chaos tests' worker processes).
 test: lint typecheck
-	$(BIN)/pytest
+	$(BIN)/pytest -n 3 --dist loadfile
 
 # Not part of `make test`: it takes minutes and measures, it does not check. Against Postfix's smtp-sink
 # when installed (apt-get install postfix); extra options in BENCH_ARGS, e.g. BENCH_ARGS="--rounds 3".
