@@ -28,6 +28,7 @@ from sqlalchemy import func, select
 from mailroom import SYSTEM, Mail, Mailroom, ServerSettings
 from mailroom.adapters.storage.tables import mails as mails_table
 from mailroom.domain.servers import Security
+from mailroom.worker import UNWRITTEN_PER_CONNECTION
 from tests.support.fault_smtp import FaultSmtpProcess
 from tests.support.pg_proxy import PgProxy
 
@@ -175,9 +176,9 @@ def test_kills_and_an_outage_lose_nothing_and_duplicate_at_most_the_mails_in_fli
 
     The bound on duplicates: a SIGKILL can only re-send the mails in flight in that worker, those handed to
     the server whose result is not yet in the database. Per SMTP connection that is the mail being sent and
-    at most the one before it, whose result is written while the next goes out (a sender waits for that
-    write before it starts the mail after next). So duplicates <= kills x connections per worker x 2 (one
-    server here); anything above means mails were sent twice without a kill to explain it.
+    at most UNWRITTEN_PER_CONNECTION before it whose results are being written meanwhile (a sender waits for
+    the oldest before it starts another). So duplicates <= kills x connections x (1 + UNWRITTEN_PER_CONNECTION)
+    (one server here); anything above means mails were sent twice without a kill to explain it.
 
     Two connections per worker: a worker then holds more claimed mail than it sends in one lease (a
     batch of 300 at 40 mails/s is 7.5 s), so a lease that is not extended while the worker lives shows as
@@ -212,7 +213,7 @@ def test_kills_and_an_outage_lose_nothing_and_duplicate_at_most_the_mails_in_fli
     assert workers.kills >= 10, report
     assert outcome.statuses == Counter({"sent": total}), report
     assert not outcome.lost, report
-    assert outcome.duplicates <= workers.kills * connections * 2, report
+    assert outcome.duplicates <= workers.kills * connections * (1 + UNWRITTEN_PER_CONNECTION), report
     assert outcome.max_attempts <= max_attempts, report
 
 
