@@ -21,9 +21,12 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 
 # Three test processes on two cores: most tests wait on sockets, subprocesses and timers, not the CPU.
-# A file stays in one process (module fixtures, the chaos tests' worker processes).
+# A file stays in one process (module fixtures, the chaos tests' worker processes). The schemathesis run
+# goes alone: under xdist its generated tests are not collected at all (2 of 25 would run, silently).
+API_SCHEMA_TESTS := tests/web/test_api_schema.py
 test: lint typecheck
-	$(BIN)/pytest -n 3 --dist loadfile
+	$(BIN)/pytest -n 3 --dist loadfile --ignore=$(API_SCHEMA_TESTS)
+	$(BIN)/pytest $(API_SCHEMA_TESTS)
 
 # Not part of `make test`: it takes minutes and measures, it does not check. Against Postfix's smtp-sink
 # when installed (apt-get install postfix); extra options in BENCH_ARGS, e.g. BENCH_ARGS="--rounds 3".
