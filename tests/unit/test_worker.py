@@ -156,7 +156,7 @@ def test_a_server_taking_fewer_connections_is_used_with_as_many_as_it_takes() ->
     transport.send_delay = 0.01
     for n in range(20):
         outbox.put(f"m{n:02}")
-    run(make_worker(outbox, servers, transport, connections_per_server=4))
+    run(make_worker(outbox, servers, transport, connections_per_server=2))
     assert {m.status for m in outbox.mails.values()} == {MailStatus.SENT}
     assert {m.attempts for m in outbox.mails.values()} == {1}
     assert transport.peak["relay"] == 1
@@ -218,3 +218,26 @@ def test_a_long_database_outage_pauses_the_worker_and_a_stop_still_ends_it() -> 
 
     asyncio.run(go())
     assert outbox.fail.raised["claim"] > 3
+
+
+class _CountingOutbox(FakeOutbox):
+    def __init__(self) -> None:
+        super().__init__()
+        self.record_sizes: list[int] = []
+
+    def record(self, results: collections.abc.Sequence[object]) -> None:  # type: ignore[override]
+        self.record_sizes.append(len(results))
+        super().record(results)  # type: ignore[arg-type]
+
+
+def test_results_that_arrive_together_are_committed_together() -> None:
+    """A commit per result made delivery slower than the bare client by half (the commit's CPU is taken from
+    the senders): results that come within a few milliseconds of each other share a transaction."""
+    outbox, servers, transport = _CountingOutbox(), FakeServerStore(server()), FakeTransport()
+    transport.send_delay = 0.001  # results arrive one by one, as from a real server
+    for n in range(40):
+        outbox.put(f"m{n}")
+    run(make_worker(outbox, servers, transport, connections_per_server=2))
+    assert {m.status for m in outbox.mails.values()} == {MailStatus.SENT}
+    assert sum(outbox.record_sizes) == 40
+    assert len(outbox.record_sizes) <= 10, outbox.record_sizes
