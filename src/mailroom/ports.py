@@ -73,6 +73,9 @@ class DeliveryResult:
     """Per recipient e-mail of this attempt: (RecipientStatus value, SMTP code, reply text)."""
     all_recipients: bool = True
     """Whether ``recipients`` covers the whole envelope (else only those this attempt went to)."""
+    attempted: bool = True
+    """False when the mail was settled without being sent (expired, content gone, out of attempts): the
+    claim's count is taken back and no attempt is logged, so ``attempts`` never exceeds the limit."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

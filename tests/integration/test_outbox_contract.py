@@ -13,7 +13,9 @@ from cryptography.fernet import Fernet
 
 from mailroom import SYSTEM, Mail, Mailroom
 from mailroom.domain.outbox import DeliveryAttempt, MailStatus
+from mailroom.domain.retry import RetryPolicy
 from mailroom.ports import ClaimedMail, DeliveryResult, Outbox
+from mailroom.usecases.deliver_mail import DeliverMail
 from tests.support.fakes import FakeOutbox
 
 
@@ -118,3 +120,25 @@ def test_a_retry_goes_only_to_unsettled_recipients(backend: Backend) -> None:
     [second] = claim(backend)
     assert second.id == mail_id and second.recipients == ("b@example.org",)
     assert (second.accepted_before, second.refused_before) == (1, 1) and not second.all_recipients
+
+
+def test_a_mail_settled_without_sending_keeps_attempts_within_the_limit(backend: Backend) -> None:
+    """A worker that dies during the last allowed attempt leaves the mail to be claimed once more, only to be
+    failed: that claim is no attempt, so ``attempts`` stays at the limit (it was limit + 1, with a phantom
+    attempt in the log)."""
+    mail_id = backend.queue("a@example.org")
+    [_dead] = claim(backend, lease=0.0)  # the worker died while sending: the lease runs out
+    [again] = claim(backend, "w2")
+    assert again.attempts == 2
+    settled = DeliverMail(builder=None, clock=_Clock(), policy=RetryPolicy(max_attempts=1)  # type: ignore[arg-type]
+                          ).settle_without_sending(again)
+    assert settled is not None and not settled.attempted
+    backend.outbox.record([settled])
+    assert backend.status_and_attempts(mail_id) == (MailStatus.FAILED, 1)
+    if backend.room is not None:
+        assert backend.room.get_mail(SYSTEM, mail_id).attempt_log == ()
+
+
+class _Clock:
+    def now(self) -> datetime:
+        return datetime.now(UTC)

@@ -107,9 +107,11 @@ class FakeOutbox:
         self.fail.check("record")
         for result in results:
             mail = self.mails[result.mail_id]
-            mail.attempt_log.append(result.attempt)
+            if result.attempted:
+                mail.attempt_log.append(result.attempt)
             if mail.claim_token != result.claim_token:
                 continue
+            mail.attempts = result.attempt.number if result.attempted else result.attempt.number - 1
             mail.status, mail.claim_token, mail.last_error = result.status, None, result.error
             if result.next_attempt_at is not None:
                 mail.next_attempt_at = result.next_attempt_at

@@ -47,7 +47,7 @@ class DeliverMail:
         else:
             return None
         return self._result(claim, now, time.perf_counter(), None, Verdict(
-            status=_failed_or_partly(claim), next_attempt_at=None, error=reason))
+            status=_failed_or_partly(claim), next_attempt_at=None, error=reason), attempted=False)
 
     def sender_of(self, claim: ClaimedMail, server: SmtpServer) -> str | None:
         return claim.envelope_sender or server.from_address
@@ -94,13 +94,13 @@ class DeliverMail:
 
     def _result(self, claim: ClaimedMail, started: datetime, clock_start: float, server: str | None,
                 verdict: Verdict, *, code: int | None = None, reply: str | None = None,
-                uncertain: bool = False) -> DeliveryResult:
+                uncertain: bool = False, attempted: bool = True) -> DeliveryResult:
         return DeliveryResult(
             mail_id=claim.id, claim_token=claim.claim_token, status=verdict.status,
             next_attempt_at=verdict.next_attempt_at, error=verdict.error,
             recipients={r: (status.value, rcpt_code, rcpt_reply)
                         for r, (status, rcpt_code, rcpt_reply) in verdict.recipients.items()},
-            all_recipients=claim.all_recipients,
+            all_recipients=claim.all_recipients, attempted=attempted,
             attempt=DeliveryAttempt(number=claim.attempts, started_at=started, duration_ms=_ms(clock_start),
                                     server_name=server, outcome=verdict.status, code=code,
                                     reply=reply if reply is not None else verdict.error, uncertain=uncertain),

@@ -101,7 +101,7 @@ _RECORD_OUTCOMES = BulkStatement(
     .values(status=bindparam("status"), next_attempt_at=bindparam("next_attempt_at"),
             last_error=bindparam("last_error"), server_name=bindparam("server_name"),
             updated_at=bindparam("updated_at"), sent_at=bindparam("sent_at"),
-            finished_at=bindparam("finished_at"), claim_token=null())
+            finished_at=bindparam("finished_at"), attempts=bindparam("attempts"), claim_token=null())
 )
 _HOLDERS_QUERY = select(mails.c.id, mails.c.claim_token, mails.c.confidential).where(mails.c.id.in_(_IDS))
 _HOLDERS = IdQuery(_HOLDERS_QUERY)
@@ -235,7 +235,7 @@ class SqlMailStore:
                 "duration_ms": r.attempt.duration_ms, "server_name": r.attempt.server_name,
                 "outcome": r.attempt.outcome.value, "code": r.attempt.code, "reply": r.attempt.reply,
                 "uncertain": r.attempt.uncertain,
-            } for r in results])
+            } for r in results if r.attempted])
             holders = _HOLDERS_LOCKED if self._db.is_postgres else _HOLDERS
             rows = holders.rows(conn, [r.mail_id for r in results])
             tokens = {row.id: row.claim_token for row in rows}
@@ -245,6 +245,7 @@ class SqlMailStore:
                 return
             _RECORD_OUTCOMES.execute(conn, [{
                 "b_id": r.mail_id, "b_token": r.claim_token, "status": r.status.value,
+                "attempts": r.attempt.number if r.attempted else r.attempt.number - 1,
                 "next_attempt_at": r.next_attempt_at, "last_error": r.error,
                 "server_name": r.attempt.server_name, "updated_at": r.attempt.started_at,
                 "sent_at": r.attempt.started_at if r.status in _DELIVERED else None,
