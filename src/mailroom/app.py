@@ -20,6 +20,7 @@ from mailroom.adapters.smtp.transport import AiosmtplibTransport
 from mailroom.adapters.storage.database import Database
 from mailroom.adapters.storage.local_wakeup import local_wakeup_for
 from mailroom.adapters.storage.mail_store import SqlMailStore
+from mailroom.adapters.storage.rate_limit_store import SqlRateLimits
 from mailroom.adapters.storage.server_store import SqlServerStore
 from mailroom.adapters.storage.session_store import SqlLoginThrottle, SqlSessionStore
 from mailroom.adapters.storage.template_store import SqlTemplateStore
@@ -38,6 +39,7 @@ from mailroom.settings import Settings
 from mailroom.usecases.api_tokens import ApiTokenUseCases
 from mailroom.usecases.deliver_mail import DeliverMail
 from mailroom.usecases.mail_log import MailLogUseCases
+from mailroom.usecases.rate_limits import RateLimitUseCases
 from mailroom.usecases.retention import PurgeExpired, RetentionPolicy
 from mailroom.usecases.send_mail import SendMail
 from mailroom.usecases.smtp_servers import SmtpServerUseCases
@@ -85,6 +87,9 @@ class Mailroom:
                               max_message_bytes=s.max_message_bytes)
         self.log = MailLogUseCases(log=self.store, outbox=self.store, clock=self.clock, wakeup=self.wakeup)
         self.servers = SmtpServerUseCases(store=self.server_store, transport=self.transport, wakeup=self.wakeup)
+        self.rate_limit_store = SqlRateLimits(self.database)
+        self.rate_limits = RateLimitUseCases(limits=self.rate_limit_store, servers=self.server_store,
+                                             clock=self.clock, wakeup=self.wakeup)
         # Templates are code an editor writes: each render runs in a child process with hard limits.
         self.renderer = IsolatedTemplateRenderer(cpu_seconds=s.template_render_cpu_seconds,
                                                  memory_mb=s.template_render_memory_mb)
@@ -186,7 +191,7 @@ class Mailroom:
             "shutdown_grace_seconds": s.shutdown_grace_seconds,
         } | overrides
         return Worker(outbox=self.store, servers=self.server_store, deliver=deliver, transport=self.transport,
-                      wakeup=self.wakeup, clock=self.clock, **options)
+                      wakeup=self.wakeup, clock=self.clock, rate_limits=self.rate_limit_store, **options)
 
     async def run_worker(self, *, until_idle: bool = False, handle_signals: bool = False,
                          worker: Worker | None = None) -> Worker:

@@ -14,6 +14,7 @@ from typing import Protocol
 from mailroom.domain.log import HourlyCount, LogPage, LogQuery
 from mailroom.domain.mail import Mail
 from mailroom.domain.outbox import DeliveryAttempt, MailStatus, OutgoingMail, RecipientResult
+from mailroom.domain.rate_limits import Denial, LimitScope, LimitUse, RateLimit
 from mailroom.domain.servers import ServerSettings, SmtpServer
 from mailroom.domain.sessions import LoginSession, ThrottleKey
 from mailroom.domain.templates import RenderedTemplate, SecretExposure, Template, TemplateSet, TemplateVersion
@@ -166,6 +167,23 @@ class Retention(Protocol):
 
     def purge_contents(self, *, finished_before: datetime, batch_size: int) -> int:
         """Drop bodies and attachments of one batch of finished mails, keeping their log rows."""
+
+
+class RateLimits(Protocol):
+    """Rate limits per server and per recipient domain, held in storage so every worker shares them."""
+
+    def rules(self) -> dict[LimitScope, tuple[RateLimit, ...]]: ...
+
+    def set_limits(self, scope: LimitScope, limits: Sequence[RateLimit]) -> None:
+        """Replace the scope's limits (none: remove them); the sends already counted are kept."""
+        ...
+
+    def reserve(self, scopes: Sequence[LimitScope], now: datetime) -> Denial | None:
+        """Count one mail against every limit of ``scopes`` at ``now``, all or none: None when it may go,
+        else the denial of the limit that frees up last."""
+        ...
+
+    def usage(self, now: datetime) -> list[LimitUse]: ...
 
 
 class ServerStore(Protocol):

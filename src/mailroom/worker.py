@@ -37,10 +37,21 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-from mailroom.domain.server_health import ServerHealth
+from mailroom.domain.rate_limits import LimitScope, RateLimit, ScopeKind, recipient_domains
+from mailroom.domain.server_health import ServerHealth, says_too_many
 from mailroom.domain.servers import SmtpServer, servers_to_try
 from mailroom.errors import DeliveryError, NoServerConfigured, SecretError, SmtpAuthError, StorageError
-from mailroom.ports import ClaimedMail, Clock, DeliveryResult, Outbox, ServerStore, SmtpSession, Transport, Wakeup
+from mailroom.ports import (
+    ClaimedMail,
+    Clock,
+    DeliveryResult,
+    Outbox,
+    RateLimits,
+    ServerStore,
+    SmtpSession,
+    Transport,
+    Wakeup,
+)
 from mailroom.usecases.deliver_mail import DeliverMail
 from mailroom.usecases.retention import PurgeExpired
 
@@ -98,7 +109,8 @@ class Worker:
                  batch_bytes: int | None = 32 * 1024 * 1024, connections_per_server: int = 4,
                  lease_seconds: float = 300.0, poll_interval_seconds: float = 2.0,
                  retention_interval_seconds: float = 600.0, shutdown_grace_seconds: float = 20.0,
-                 server_cooldown_seconds: float = 30.0, worker_id: str | None = None) -> None:
+                 server_cooldown_seconds: float = 30.0, worker_id: str | None = None,
+                 rate_limits: RateLimits | None = None) -> None:
         self.id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self._outbox = outbox
         self._servers = servers
@@ -107,6 +119,8 @@ class Worker:
         self._wakeup = wakeup
         self._clock = clock
         self._purge = purge
+        self._rate_limits = rate_limits
+        self._limit_rules: dict[LimitScope, tuple[RateLimit, ...]] = {}
         self._batch_size = batch_size
         self._batch_bytes = batch_bytes
         self._per_server = connections_per_server
@@ -257,6 +271,8 @@ class Worker:
     async def _claim(self, limit: int) -> int:
         servers = await self._storage("reading the SMTP servers", self._servers.list)
         self._update_lanes(servers)
+        if self._rate_limits is not None:
+            self._limit_rules = await self._storage("reading the rate limits", self._rate_limits.rules)
         now = self._clock.now()
         if not any(s.enabled for s in servers):
             await self._wait_for_a_server(now)
@@ -383,6 +399,11 @@ class Worker:
                 if not self._holds_lease(held):
                     self._drop(held)  # another worker may hold it now: never sent twice
                     continue
+                try:
+                    if not await self._within_rate_limits(lane, held):
+                        continue
+                except StorageError:
+                    return  # only when stopping: the mail is given back with the others
                 if session is None or not await session.ensure_alive():
                     if session is not None:
                         await session.close()
@@ -412,7 +433,14 @@ class Worker:
                 finally:
                     lane.busy -= 1
                 lane.send_seconds = 0.5 * lane.send_seconds + 0.5 * (time.monotonic() - started)
-                if lane.health.sent():
+                too_many = _too_many(result)
+                if too_many:
+                    reason = f"{lane.server.name} asks to slow down: {too_many}"
+                    if lane.health.throttled(time.monotonic(), reason):
+                        log.warning("SMTP server %s pauses for %.0f s: %s", lane.server.name,
+                                    lane.health.cooling_until - time.monotonic(), reason)
+                        self._reroute_lane(lane)
+                elif lane.health.sent():
                     self._staff(lane)
                 written = self._finish(held, result)
                 if unwritten and unwritten[0].done():
@@ -422,6 +450,38 @@ class Worker:
             if session is not None:
                 lane.open_connections -= 1
                 await session.close()
+
+    async def _within_rate_limits(self, lane: _Lane, held: _Held) -> bool:
+        """Count the mail against the limits of its server and recipient domains, just before it goes
+        (so that the count follows the sends); False when a limit holds it back, and then the mail waits
+        for it: on another server when the server's own limit is full, else back in the queue, due when
+        the window allows, its attempts untouched."""
+        scopes = self._limited_scopes(lane.server, held.claim)
+        if not scopes:
+            return True
+        assert self._rate_limits is not None
+        denial = await self._storage("counting a mail against the rate limits", self._rate_limits.reserve,
+                                     scopes, self._clock.now())
+        if denial is None:
+            return True
+        wait = max(0.0, (denial.until - self._clock.now()).total_seconds())
+        if denial.scope.kind is ScopeKind.SERVER:
+            held.why_not_sent = denial.reason(lane.server.name)
+            lane.health.pause(time.monotonic() + wait, held.why_not_sent)
+            self._route(held)
+            self._reroute_lane(lane)
+        else:
+            held.why_not_sent = denial.reason(denial.scope.target)
+            self._to_release.append((held, time.monotonic() + wait))
+            self._progress.set()
+        return False
+
+    def _limited_scopes(self, server: SmtpServer, claim: ClaimedMail) -> list[LimitScope]:
+        if not self._limit_rules:
+            return []
+        scopes = [LimitScope.server(server.id)]
+        scopes += [LimitScope(ScopeKind.DOMAIN, domain) for domain in recipient_domains(claim.recipients)]
+        return [scope for scope in scopes if scope in self._limit_rules]
 
     async def _more_mail(self, lane: _Lane) -> bool:
         """Wait up to the poll interval for a mail on the lane; False when none came (or the worker stops)."""
@@ -634,3 +694,10 @@ class Worker:
         await writer
         if self._db_thread is not None:
             self._db_thread.shutdown(wait=False)
+
+
+def _too_many(result: DeliveryResult) -> str | None:
+    """The server's "too many" answer in a result (to the mail, or at RCPT to a recipient), if any."""
+    answers = [(result.attempt.code, result.attempt.reply)]
+    answers += [(code, reply) for _status, code, reply in result.recipients.values()]
+    return next((f"{code} {reply}" for code, reply in answers if says_too_many(code, reply)), None)

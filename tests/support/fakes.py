@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
 from mailroom.domain.outbox import CLAIMABLE_STATUSES, DeliveryAttempt, MailStatus, RecipientStatus
+from mailroom.domain.rate_limits import Denial, LimitScope, LimitUse, RateLimit, Window, oldest_allows
 from mailroom.domain.servers import SmtpServer
 from mailroom.errors import ServerNotFound, SmtpConnectError, SmtpTemporaryError, StorageUnavailable
 from mailroom.ports import ClaimedMail, DeliveryResult, SendReport
@@ -251,3 +252,50 @@ def sent_ids(outbox: FakeOutbox) -> dict[str, MailStatus]:
 
 def replace_server(server: SmtpServer, **changes: object) -> SmtpServer:
     return replace(server, **changes)  # type: ignore[arg-type]
+
+
+class FakeRateLimits:
+    """Implements the RateLimits port in memory: per limit, the times of its last N sends."""
+
+    def __init__(self) -> None:
+        self.limits: dict[LimitScope, tuple[RateLimit, ...]] = {}
+        self.sends: dict[tuple[LimitScope, Window], list[datetime]] = {}
+        self.fail = Failures()
+        self.granted = 0
+
+    def rules(self) -> dict[LimitScope, tuple[RateLimit, ...]]:
+        self.fail.check("rules")
+        return dict(self.limits)
+
+    def set_limits(self, scope: LimitScope, limits: Sequence[RateLimit]) -> None:
+        kept = {limit.window for limit in limits}
+        for window in Window:
+            if window not in kept:
+                self.sends.pop((scope, window), None)
+        if limits:
+            self.limits[scope] = tuple(limits)
+        else:
+            self.limits.pop(scope, None)
+
+    def reserve(self, scopes: Sequence[LimitScope], now: datetime) -> Denial | None:
+        self.fail.check("reserve")
+        denials = []
+        for scope in scopes:
+            for limit in self.limits.get(scope, ()):
+                sends = self.sends.setdefault((scope, limit.window), [])
+                if len(sends) >= limit.count:
+                    until = oldest_allows(sends[-limit.count], limit, now)
+                    if until is not None:
+                        denials.append(Denial(scope, limit, until))
+        if denials:
+            return max(denials, key=lambda d: d.until)
+        for scope in scopes:
+            for limit in self.limits.get(scope, ()):
+                self.sends[(scope, limit.window)].append(now)
+        self.granted += 1
+        return None
+
+    def usage(self, now: datetime) -> list[LimitUse]:
+        return [LimitUse(scope, limit, sum(1 for t in self.sends.get((scope, limit.window), [])
+                                           if t > now - timedelta(seconds=limit.window.seconds)))
+                for scope, limits in sorted(self.limits.items()) for limit in limits]

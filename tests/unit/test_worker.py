@@ -5,14 +5,17 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import time
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from mailroom.domain.outbox import MailStatus
+from mailroom.domain.rate_limits import LimitScope, RateLimit, Window
 from mailroom.domain.retry import RetryPolicy
 from mailroom.usecases.deliver_mail import DeliverMail
 from mailroom.worker import Worker
-from tests.support.fakes import FakeOutbox, FakeServerStore, FakeTransport, RealClock, server
+from tests.support.fakes import FakeOutbox, FakeRateLimits, FakeServerStore, FakeTransport, RealClock, server
 
 
 class _NoWakeup:
@@ -241,3 +244,55 @@ def test_results_that_arrive_together_are_committed_together() -> None:
     assert {m.status for m in outbox.mails.values()} == {MailStatus.SENT}
     assert sum(outbox.record_sizes) == 40
     assert len(outbox.record_sizes) <= 10, outbox.record_sizes
+
+
+def test_a_server_over_its_rate_limit_holds_the_rest_back_without_spending_attempts() -> None:
+    outbox, servers, transport, limits = FakeOutbox(), FakeServerStore(server()), FakeTransport(), FakeRateLimits()
+    limits.set_limits(LimitScope.server("id-relay"), [RateLimit(3, Window.MINUTE)])
+    for n in range(10):
+        outbox.put(f"m{n}")
+    run(make_worker(outbox, servers, transport, rate_limits=limits))
+    assert len(transport.sent) == 3
+    waiting = [m for m in outbox.mails.values() if m.status is MailStatus.QUEUED]
+    assert len(waiting) == 7 and all(m.attempts == 0 for m in waiting)
+    assert all("rate limit of relay (3/minute)" in (m.last_error or "") for m in waiting)
+    assert min(m.next_attempt_at for m in waiting) > datetime.now(UTC) + timedelta(seconds=50)
+
+
+def test_a_limited_server_hands_its_mails_to_the_next_server() -> None:
+    outbox, transport, limits = FakeOutbox(), FakeTransport(), FakeRateLimits()
+    servers = FakeServerStore(server("relay", priority=10), server("backup"))
+    limits.set_limits(LimitScope.server("id-relay"), [RateLimit(2, Window.HOUR)])
+    for n in range(6):
+        outbox.put(f"m{n}")
+    run(make_worker(outbox, servers, transport, rate_limits=limits))
+    assert {m.status for m in outbox.mails.values()} == {MailStatus.SENT}
+    assert collections.Counter(s.server for s in transport.sent) == {"relay": 2, "backup": 4}
+
+
+def test_a_domain_limit_holds_back_only_the_mails_to_that_domain() -> None:
+    outbox, servers, transport, limits = FakeOutbox(), FakeServerStore(server()), FakeTransport(), FakeRateLimits()
+    limits.set_limits(LimitScope.domain("gmail.com"), [RateLimit(1, Window.MINUTE)])
+    for n in range(3):
+        outbox.put(f"g{n}", [f"user{n}@gmail.com"])
+        outbox.put(f"o{n}", [f"user{n}@example.org", f"other{n}@GMAIL.com"] if n == 0 else [f"user{n}@example.org"])
+    run(make_worker(outbox, servers, transport, rate_limits=limits))
+    sent_to_gmail = [r for s in transport.sent for r in s.recipients if r.lower().endswith("@gmail.com")]
+    assert len(sent_to_gmail) == 1
+    assert {outbox.mails[f"o{n}"].status for n in (1, 2)} == {MailStatus.SENT}
+    held = [m for m in outbox.mails.values() if m.status is MailStatus.QUEUED]
+    assert len(held) == 3 and all("rate limit of gmail.com (1/minute)" in (m.last_error or "") for m in held)
+
+
+def test_a_server_answering_too_many_gets_fewer_connections_then_a_pause() -> None:
+    outbox, servers, transport = FakeOutbox(), FakeServerStore(server()), FakeTransport()
+    transport.send_delay = 0.01
+    for n in range(12):
+        outbox.put(f"m{n}", [f"busy{n}@example.org"])
+        transport.rcpt_answers[f"busy{n}@example.org"] = (452, "4.7.1 too many messages, slow down")
+    worker = make_worker(outbox, servers, transport, connections_per_server=3, retry_delay=60)
+    run(worker)
+    health = worker._health["id-relay"]  # the server's health is what this test is about
+    assert health.target == 1 and health.cooling(time.monotonic())
+    assert len(transport.sent) < 12, "a paused server gets no more mail"
+    assert all(m.attempts <= 1 for m in outbox.mails.values())

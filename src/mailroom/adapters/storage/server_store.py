@@ -10,7 +10,7 @@ from sqlalchemy import Row, delete, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from mailroom.adapters.storage.database import Database
-from mailroom.adapters.storage.tables import smtp_servers
+from mailroom.adapters.storage.tables import rate_limit_sends, rate_limits, smtp_servers
 from mailroom.domain.servers import Security, ServerSettings, SmtpServer
 from mailroom.errors import InvalidInput, ServerNotFound
 from mailroom.ports import SecretBox
@@ -71,6 +71,11 @@ class SqlServerStore:
         with self._db.write() as conn:
             if not conn.execute(delete(smtp_servers).where(smtp_servers.c.id == server_id)).rowcount:
                 raise ServerNotFound(server_id)
+            # Its rate limits go with it (their counted sends cascade).
+            conn.execute(delete(rate_limit_sends).where(rate_limit_sends.c.scope_kind == "server",
+                                                        rate_limit_sends.c.scope_target == server_id))
+            conn.execute(delete(rate_limits).where(rate_limits.c.scope_kind == "server",
+                                                   rate_limits.c.scope_target == server_id))
 
     def password(self, server_id: str) -> str | None:
         with self._db.read() as conn:

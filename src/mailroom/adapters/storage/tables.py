@@ -15,6 +15,7 @@ from sqlalchemy import (
     Dialect,
     Float,
     ForeignKey,
+    ForeignKeyConstraint,
     Index,
     Integer,
     LargeBinary,
@@ -277,4 +278,28 @@ login_throttle = Table(
     Column("failures", Integer, nullable=False),
     Column("last_failure_at", UtcDateTime, nullable=False),
     Column("locked_until", UtcDateTime),
+)
+
+# Rate limits per SMTP server or recipient domain (domain.rate_limits). For each limit, one row per mail
+# it allows per window, holding the time of the send that used it last: a mail may go when the oldest row
+# is a full window old, which bounds every window, not just calendar ones.
+rate_limits = Table(
+    "mailroom_rate_limits", metadata,
+    Column("scope_kind", String(16), primary_key=True),
+    Column("scope_target", String(255), primary_key=True),
+    Column("window_seconds", Integer, primary_key=True),
+    Column("max_count", Integer, nullable=False),
+)
+
+rate_limit_sends = Table(
+    "mailroom_rate_limit_sends", metadata,
+    Column("scope_kind", String(16), primary_key=True),
+    Column("scope_target", String(255), primary_key=True),
+    Column("window_seconds", Integer, primary_key=True),
+    Column("slot", Integer, primary_key=True),
+    Column("sent_at", UtcDateTime, nullable=False),
+    ForeignKeyConstraint(["scope_kind", "scope_target", "window_seconds"],
+                         [rate_limits.c.scope_kind, rate_limits.c.scope_target, rate_limits.c.window_seconds],
+                         ondelete="CASCADE"),
+    Index("ix_mailroom_rate_limit_sends_oldest", "scope_kind", "scope_target", "window_seconds", "sent_at"),
 )

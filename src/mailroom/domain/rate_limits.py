@@ -1,0 +1,115 @@
+"""Rate limits: at most N mails in any window of a second, minute, hour or day, per SMTP server or per
+recipient domain, shared by every worker.
+
+A limit holds for *any* window of its length, not for calendar windows: "100 per minute" never lets 101
+mails out within 60 seconds, also across the turn of a minute (a fixed-window counter would allow 200
+there). Storage keeps, per limit, the times of its last N sends; a mail may go when the oldest of them is
+a full window old.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import Enum, StrEnum
+
+from mailroom.errors import InvalidInput
+
+# Above this a per-window log of sends grows large; such limits are better set on a longer window.
+MAX_COUNT = 1_000_000
+
+
+class Window(Enum):
+    SECOND = 1
+    MINUTE = 60
+    HOUR = 3600
+    DAY = 86400
+
+    @property
+    def seconds(self) -> int:
+        return self.value
+
+    @property
+    def label(self) -> str:
+        return self.name.lower()
+
+
+class ScopeKind(StrEnum):
+    SERVER = "server"
+    DOMAIN = "domain"
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class LimitScope:
+    """What a limit applies to: one SMTP server (by id) or one recipient domain (lower-case, ASCII)."""
+
+    kind: ScopeKind
+    target: str
+
+    @classmethod
+    def server(cls, server_id: str) -> LimitScope:
+        return cls(ScopeKind.SERVER, server_id)
+
+    @classmethod
+    def domain(cls, domain: str) -> LimitScope:
+        name = domain.strip().lower().rstrip(".")
+        if not _DOMAIN.fullmatch(name):
+            raise InvalidInput(f"{domain!r} is not a domain name (for example gmail.com)", field="domain")
+        return cls(ScopeKind.DOMAIN, name.encode("idna").decode("ascii") if not name.isascii() else name)
+
+
+_DOMAIN = re.compile(r"(?=.{1,253}$)([^\s@.]{1,63}\.)*[^\s@.]{1,63}")
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimit:
+    count: int
+    window: Window
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.count <= MAX_COUNT:
+            raise InvalidInput(f"a limit per {self.window.label} must be between 1 and {MAX_COUNT:,} mails "
+                               f"(got {self.count}); leave it out for no limit", field=f"per_{self.window.label}")
+
+    def __str__(self) -> str:
+        return f"{self.count}/{self.window.label}"
+
+
+@dataclass(frozen=True, slots=True)
+class LimitUse:
+    """A limit and how many of its mails went out in the last window."""
+
+    scope: LimitScope
+    limit: RateLimit
+    used: int
+
+
+@dataclass(frozen=True, slots=True)
+class Denial:
+    """A reservation refused: the earliest time the blocking limit lets a mail go."""
+
+    scope: LimitScope
+    limit: RateLimit
+    until: datetime
+
+    def reason(self, scope_name: str) -> str:
+        return (f"waiting for the rate limit of {scope_name} ({self.limit}): "
+                f"the next mail may go at {self.until.isoformat(timespec='seconds')}")
+
+
+def limits_from(*, per_second: int | None = None, per_minute: int | None = None, per_hour: int | None = None,
+                per_day: int | None = None) -> tuple[RateLimit, ...]:
+    """The limits among the four optional counts (None or 0: no limit for that window)."""
+    counts = {Window.SECOND: per_second, Window.MINUTE: per_minute, Window.HOUR: per_hour, Window.DAY: per_day}
+    return tuple(RateLimit(count, window) for window, count in counts.items() if count)
+
+
+def recipient_domains(recipients: tuple[str, ...] | list[str]) -> set[str]:
+    return {r.rpartition("@")[2].lower() for r in recipients if "@" in r}
+
+
+def oldest_allows(oldest_send: datetime, limit: RateLimit, now: datetime) -> datetime | None:
+    """None when a mail may go now given the oldest of the limit's last N sends, else when it may."""
+    free_at = oldest_send + timedelta(seconds=limit.window.seconds)
+    return None if free_at <= now else free_at
