@@ -20,6 +20,7 @@ from mailroom.cli import dev as dev_commands
 from mailroom.cli import mail as mail_commands
 from mailroom.cli.context import CliState, mailroom, setup_logging
 from mailroom.cli.errors import OK, exit_code_for, one_line
+from mailroom.cli.limits import limits_app
 from mailroom.cli.smtp import smtp_app
 from mailroom.cli.templates import templates_app
 from mailroom.cli.users import permissions, users_app
@@ -66,6 +67,7 @@ app.command("retry")(mail_commands.retry)
 app.command("cancel")(mail_commands.cancel)
 app.command("delete")(mail_commands.delete)
 app.add_typer(smtp_app, name="smtp")
+app.add_typer(limits_app, name="limits")
 app.add_typer(templates_app, name="templates")
 app.add_typer(users_app, name="user")
 app.command("permissions")(permissions)

@@ -2,8 +2,8 @@
 
 from fastapi import APIRouter
 
-from mailroom.web.api import health, mails, servers, templates, tokens
+from mailroom.web.api import health, mails, rate_limits, servers, templates, tokens
 
 router = APIRouter()
-for module in (health, mails, templates, servers, tokens):
+for module in (health, mails, templates, servers, rate_limits, tokens):
     router.include_router(module.router)

@@ -1,0 +1,56 @@
+"""Rate limits through the JSON API, the admin UI and the CLI: set, read back with their use, refuse bad input."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from fastapi.testclient import TestClient
+from typer.testing import CliRunner
+
+from mailroom import SYSTEM, Mailroom
+from mailroom.cli.app import app as cli_app
+from mailroom.domain.rate_limits import LimitScope
+
+API = "/api/v1"
+
+
+def test_limits_are_set_and_listed_with_their_use_through_the_api(admin: TestClient, room: Mailroom) -> None:
+    assert admin.put(f"{API}/rate-limits/servers/relay", json={"per_minute": 100, "per_day": 500}).status_code == 204
+    assert admin.put(f"{API}/rate-limits/domains/Gmail.COM", json={"per_minute": 20}).status_code == 204
+    relay = room.servers.get(SYSTEM, "relay")
+    assert room.rate_limit_store.reserve([LimitScope.server(relay.id)], room.clock.now()) is None
+    listed = admin.get(f"{API}/rate-limits").json()
+    assert listed == [
+        {"kind": "domain", "name": "gmail.com", "window": "minute", "limit": 20, "used": 0},
+        {"kind": "server", "name": "relay", "window": "minute", "limit": 100, "used": 1},
+        {"kind": "server", "name": "relay", "window": "day", "limit": 500, "used": 1},
+    ]
+    assert admin.put(f"{API}/rate-limits/servers/relay", json={}).status_code == 204
+    assert [u["kind"] for u in admin.get(f"{API}/rate-limits").json()] == ["domain"]
+
+
+def test_bad_limits_are_refused_with_the_field(admin: TestClient) -> None:
+    for body, field in (({"per_minute": 0}, "per_minute"), ({"per_hour": "many"}, "per_hour"),
+                        ({"per_week": 3}, "per_week")):
+        answer = admin.put(f"{API}/rate-limits/servers/relay", json=body)
+        assert answer.status_code == 422 and field in answer.text, answer.text
+    assert admin.put(f"{API}/rate-limits/servers/nosuch", json={"per_minute": 1}).status_code == 404
+    answer = admin.put(f"{API}/rate-limits/domains/not a domain", json={"per_minute": 1})
+    assert answer.status_code == 422 and "not a domain name" in answer.text
+
+
+def test_only_server_managers_set_limits(user_with: Callable[..., TestClient]) -> None:
+    operator = user_with("mail-operator")
+    assert operator.put(f"{API}/rate-limits/servers/relay", json={"per_minute": 1}).status_code == 403
+
+
+def test_the_cli_sets_and_lists_limits(room: Mailroom) -> None:
+    url = room.settings.database_url
+    env = {"MAILROOM_DATABASE_URL": url, "MAILROOM_SECRET_KEY_FILE": room.settings.secret_key_file, "COLUMNS": "80"}
+    runner = CliRunner()
+    done = runner.invoke(cli_app, ["limits", "set", "--server", "relay", "--per-hour", "50"], env=env)
+    assert done.exit_code == 0, done.output
+    listed = runner.invoke(cli_app, ["limits", "list"], env=env)
+    assert listed.exit_code == 0 and "relay" in listed.output and "0 / 50" in listed.output, listed.output
+    refused = runner.invoke(cli_app, ["limits", "set", "--server", "relay"], env=env)
+    assert refused.exit_code != 0 and "--per-minute" in str(refused.exception)
