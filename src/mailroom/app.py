@@ -10,7 +10,7 @@ import asyncio
 import logging
 import signal
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, ParamSpec, TypeVar
 
 from mailroom.adapters.passwords import Argon2PasswordHasher
@@ -82,7 +82,8 @@ class Mailroom:
         self.server_store = SqlServerStore(self.database, self.secrets)
         self._send = SendMail(outbox=self.store, builder=self.builder, clock=self.clock, wakeup=self.wakeup,
                               staging=s.staging_policy, max_attachment_bytes=s.max_attachment_bytes,
-                              max_message_bytes=s.max_message_bytes)
+                              max_message_bytes=s.max_message_bytes,
+                              idempotency_window=timedelta(seconds=s.idempotency_window_seconds))
         self.log = MailLogUseCases(log=self.store, outbox=self.store, clock=self.clock, wakeup=self.wakeup)
         self.servers = SmtpServerUseCases(store=self.server_store, transport=self.transport, wakeup=self.wakeup)
         # Templates are code an editor writes: each render runs in a child process with hard limits.
@@ -106,12 +107,17 @@ class Mailroom:
 
     # --- sending -------------------------------------------------------------------------------
 
-    def send_mail(self, subject: Subject, mail: Mail) -> str:
-        """Queue a mail and return its id; delivery happens in a worker."""
-        return self._send(subject, mail)
+    def send_mail(self, subject: Subject, mail: Mail, *, idempotency_key: str | None = None) -> str:
+        """Queue a mail and return its id; delivery happens in a worker.
 
-    async def send_mail_async(self, subject: Subject, mail: Mail) -> str:
-        return await _in_thread(self._send, subject, mail)
+        With ``idempotency_key``, calling again with the same key (by the same subject) within
+        ``idempotency_window_seconds`` returns the first mail's id and queues nothing, also when the calls
+        race; the same key with a different mail raises IdempotencyConflict.
+        """
+        return self._send(subject, mail, idempotency_key=idempotency_key)
+
+    async def send_mail_async(self, subject: Subject, mail: Mail, *, idempotency_key: str | None = None) -> str:
+        return await _in_thread(self._send, subject, mail, idempotency_key=idempotency_key)
 
     def send_mails(self, subject: Subject, mails: Sequence[Mail]) -> list[str]:
         """Queue many mails in one transaction: all or none."""

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
+from mailroom.domain.idempotency import IdempotencyRecord
 from mailroom.domain.log import HourlyCount, LogPage, LogQuery
 from mailroom.domain.mail import Mail
 from mailroom.domain.outbox import DeliveryAttempt, MailStatus, OutgoingMail, RecipientResult
@@ -106,6 +107,14 @@ class Outbox(Protocol):
     def add(self, mails: Sequence[NewOutgoing]) -> None:
         """Store all mails in one transaction and signal waiting workers."""
 
+    def add_once(self, mail: NewOutgoing, record: IdempotencyRecord) -> IdempotencyRecord:
+        """Store the mail under an idempotency key, unless the key already names a mail and has not expired.
+
+        Returns the record that holds the key afterwards: ``record`` itself when the mail was stored, else
+        the earlier one (and nothing was stored). Atomic against concurrent calls with the same key: one
+        stores, the others get its record. An expired record is replaced.
+        """
+
     def claim(self, *, worker_id: str, limit: int, now: datetime, lease_seconds: float,
               max_bytes: int | None = None) -> list[ClaimedMail]:
         """Take up to ``limit`` due mails, highest priority first, leasing them until now + lease; with
@@ -163,6 +172,9 @@ class Retention(Protocol):
 
     def purge_contents(self, *, finished_before: datetime, batch_size: int) -> int:
         """Drop bodies and attachments of one batch of finished mails, keeping their log rows."""
+
+    def purge_idempotency_keys(self, *, expired_before: datetime, batch_size: int) -> int:
+        """Delete one batch of idempotency keys whose window ended before the cut-off."""
 
 
 class ServerStore(Protocol):
@@ -328,8 +340,8 @@ class UserStore(Protocol):
     def use_code(self, code_hash: str, now: datetime) -> bool:
         """Mark the code used; False when it already was (two requests racing with one link)."""
 
-    def invalidate_codes(self, user_id: str, purpose: str, now: datetime) -> int:
-        """Mark every unused code of this purpose used; returns how many."""
+    def invalidate_codes(self, user_id: str, purpose: str, now: datetime, *, keep: str | None = None) -> int:
+        """Mark every unused code of this purpose used, but the one whose hash is ``keep``; returns how many."""
 
 
 class PasswordHasher(Protocol):
