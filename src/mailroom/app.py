@@ -20,6 +20,7 @@ from mailroom.adapters.smtp.transport import AiosmtplibTransport
 from mailroom.adapters.storage.database import Database
 from mailroom.adapters.storage.local_wakeup import local_wakeup_for
 from mailroom.adapters.storage.mail_store import SqlMailStore
+from mailroom.adapters.storage.secret_store import SqlStoredSecrets
 from mailroom.adapters.storage.server_store import SqlServerStore
 from mailroom.adapters.storage.session_store import SqlLoginThrottle, SqlSessionStore
 from mailroom.adapters.storage.template_store import SqlTemplateStore
@@ -39,6 +40,7 @@ from mailroom.usecases.api_tokens import ApiTokenUseCases
 from mailroom.usecases.deliver_mail import DeliverMail
 from mailroom.usecases.mail_log import MailLogUseCases
 from mailroom.usecases.retention import PurgeExpired, RetentionPolicy
+from mailroom.usecases.secret_keys import SecretKeyUseCases
 from mailroom.usecases.send_mail import SendMail
 from mailroom.usecases.smtp_servers import SmtpServerUseCases
 from mailroom.usecases.templates import TemplateUseCases
@@ -80,6 +82,7 @@ class Mailroom:
         self.builder = StdlibMessageBuilder(message_id_domain=s.message_id_domain)
         self.transport = transport or AiosmtplibTransport(ca_file=s.smtp_ca_file, helo_name=s.smtp_helo_name)
         self.server_store = SqlServerStore(self.database, self.secrets)
+        self.secret_keys = SecretKeyUseCases(store=SqlStoredSecrets(self.database, self.secrets))
         self._send = SendMail(outbox=self.store, builder=self.builder, clock=self.clock, wakeup=self.wakeup,
                               staging=s.staging_policy, max_attachment_bytes=s.max_attachment_bytes,
                               max_message_bytes=s.max_message_bytes,

@@ -17,6 +17,7 @@ from mailroom.domain.mail import Mail
 from mailroom.domain.outbox import DeliveryAttempt, MailStatus, OutgoingMail, RecipientResult
 from mailroom.domain.servers import ServerSettings, SmtpServer
 from mailroom.domain.sessions import LoginSession, ThrottleKey
+from mailroom.domain.stored_secrets import SecretBatch, SecretKind
 from mailroom.domain.templates import RenderedTemplate, SecretExposure, Template, TemplateSet, TemplateVersion
 from mailroom.domain.users import ApiToken, OneTimeCode, Role, User
 
@@ -208,6 +209,28 @@ class ContentSealer(Protocol):
 
     def open(self, sealed: bytes) -> bytes:
         """Raises SecretError when no configured key opens it."""
+
+
+class KeyRing(Protocol):
+    """The configured secret keys, for re-encrypting what was sealed with an older one."""
+
+    def rotate(self, token: bytes) -> bytes | None:
+        """The token encrypted under the first key, or None when it already is; raises SecretError when no
+        configured key opens it."""
+
+    def can_open(self, token: bytes) -> bool: ...
+
+
+class StoredSecrets(Protocol):
+    """Every encrypted value in storage (SMTP passwords, confidential mail contents), walked in batches of
+    one short transaction each, so that workers using them are never held up for long."""
+
+    def rotate_batch(self, kind: SecretKind, *, after: str | None, limit: int) -> SecretBatch:
+        """Re-encrypt up to ``limit`` secrets of ``kind`` (ids after ``after``) under the first key. A value
+        changed meanwhile (a new password) is left to its writer."""
+
+    def check_batch(self, kind: SecretKind, *, after: str | None, limit: int) -> SecretBatch:
+        """Look at up to ``limit`` secrets of ``kind`` (ids after ``after``) and report those no key opens."""
 
 
 class SmtpSession(Protocol):
