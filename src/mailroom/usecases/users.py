@@ -214,7 +214,10 @@ class UserUseCases:
         user = self._store.get(user_id)
         if user.verified:
             raise InvalidInput(f"{user.email} is already verified", field="user")
-        return self._send_verification(user, "email_verification", replace_older=True).mail_id
+        # Its own key: an admin's resend right after the account was created does mail again; a double
+        # click on "resend" does not.
+        return self._send_verification(user, "email_verification", replace_older=True,
+                                       action="resend_verification").mail_id
 
     def change_password(self, subject: Subject, user_id: str, current_password: str, new_password: str, *,
                         keep_session: str | None = None) -> None:
@@ -392,18 +395,21 @@ class UserUseCases:
         if event.notify_user:
             self._send_verification(self._store.get(event.user_id), "email_verification")
 
-    def _send_verification(self, user: User, template: str, *, replace_older: bool = False) -> Queued:
+    def _send_verification(self, user: User, template: str, *, replace_older: bool = False,
+                           action: str | None = None) -> Queued:
         return self._send_code_mail(user, template, CodePurpose.VERIFY_EMAIL, "confirm-email",
-                                    hours=self._policy.verification_code_hours, replace_older=replace_older)
+                                    hours=self._policy.verification_code_hours, replace_older=replace_older,
+                                    action=action)
 
     def _send_reset_link(self, user: User) -> Queued:
         return self._send_code_mail(user, "password_reset", CodePurpose.RESET_PASSWORD, "reset-password",
                                     hours=self._policy.reset_code_hours)
 
     def _send_code_mail(self, user: User, template: str, purpose: CodePurpose, path: str, *, hours: float,
-                        replace_older: bool = False) -> Queued:
-        """Mail a link with a fresh code, at most once per user, template and address within
-        ACCOUNT_MAIL_REPEAT_WINDOW (the queue's idempotency key decides, also between racing requests).
+                        replace_older: bool = False, action: str | None = None) -> Queued:
+        """Mail a link with a fresh code, at most once per user, action (the template's name unless given)
+        and address within ACCOUNT_MAIL_REPEAT_WINDOW (the queue's idempotency key decides, also between
+        racing requests).
 
         A repeat queues nothing, and its code, never mailed, is used up at once; the earlier mail's link
         keeps working. With ``replace_older`` a mail that did go out makes every older link of the purpose
@@ -412,7 +418,7 @@ class UserUseCases:
         code = self._new_code(user, purpose, hours=hours)
         # Per address too: a change of address within the window still mails the new one. Hashed: an address
         # may be long, and the key table needs no copy of it.
-        name = f"{ACCOUNT_SET}/{template}/{user.id}/{hash_code(user.email.lower())[:16]}"
+        name = f"{ACCOUNT_SET}/{action or template}/{user.id}/{hash_code(user.email.lower())[:16]}"
         # The mails differ by their codes: the request the key stands for is the workflow, not the content.
         key = IdempotencyKey(name, window=ACCOUNT_MAIL_REPEAT_WINDOW, request=name)
         queued = self._queue_account_mail(user, template, idempotency_key=key,
