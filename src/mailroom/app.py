@@ -10,7 +10,7 @@ import asyncio
 import logging
 import signal
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, ParamSpec, TypeVar
 
 from mailroom.adapters.passwords import Argon2PasswordHasher
@@ -21,6 +21,7 @@ from mailroom.adapters.storage.database import Database
 from mailroom.adapters.storage.local_wakeup import local_wakeup_for
 from mailroom.adapters.storage.mail_store import SqlMailStore
 from mailroom.adapters.storage.rate_limit_store import SqlRateLimits
+from mailroom.adapters.storage.secret_store import SqlStoredSecrets
 from mailroom.adapters.storage.server_store import SqlServerStore
 from mailroom.adapters.storage.session_store import SqlLoginThrottle, SqlSessionStore
 from mailroom.adapters.storage.template_store import SqlTemplateStore
@@ -41,6 +42,7 @@ from mailroom.usecases.deliver_mail import DeliverMail
 from mailroom.usecases.mail_log import MailLogUseCases
 from mailroom.usecases.rate_limits import RateLimitUseCases
 from mailroom.usecases.retention import PurgeExpired, RetentionPolicy
+from mailroom.usecases.secret_keys import SecretKeyUseCases
 from mailroom.usecases.send_mail import SendMail
 from mailroom.usecases.smtp_servers import SmtpServerUseCases
 from mailroom.usecases.templates import TemplateUseCases
@@ -82,9 +84,11 @@ class Mailroom:
         self.builder = StdlibMessageBuilder(message_id_domain=s.message_id_domain)
         self.transport = transport or AiosmtplibTransport(ca_file=s.smtp_ca_file, helo_name=s.smtp_helo_name)
         self.server_store = SqlServerStore(self.database, self.secrets)
+        self.secret_keys = SecretKeyUseCases(store=SqlStoredSecrets(self.database, self.secrets))
         self._send = SendMail(outbox=self.store, builder=self.builder, clock=self.clock, wakeup=self.wakeup,
                               staging=s.staging_policy, max_attachment_bytes=s.max_attachment_bytes,
-                              max_message_bytes=s.max_message_bytes)
+                              max_message_bytes=s.max_message_bytes,
+                              idempotency_window=timedelta(seconds=s.idempotency_window_seconds))
         self.log = MailLogUseCases(log=self.store, outbox=self.store, clock=self.clock, wakeup=self.wakeup)
         self.servers = SmtpServerUseCases(store=self.server_store, transport=self.transport, wakeup=self.wakeup)
         self.rate_limit_store = SqlRateLimits(self.database)
@@ -111,12 +115,17 @@ class Mailroom:
 
     # --- sending -------------------------------------------------------------------------------
 
-    def send_mail(self, subject: Subject, mail: Mail) -> str:
-        """Queue a mail and return its id; delivery happens in a worker."""
-        return self._send(subject, mail)
+    def send_mail(self, subject: Subject, mail: Mail, *, idempotency_key: str | None = None) -> str:
+        """Queue a mail and return its id; delivery happens in a worker.
 
-    async def send_mail_async(self, subject: Subject, mail: Mail) -> str:
-        return await _in_thread(self._send, subject, mail)
+        With ``idempotency_key``, calling again with the same key (by the same subject) within
+        ``idempotency_window_seconds`` returns the first mail's id and queues nothing, also when the calls
+        race; the same key with a different mail raises IdempotencyConflict.
+        """
+        return self._send(subject, mail, idempotency_key=idempotency_key)
+
+    async def send_mail_async(self, subject: Subject, mail: Mail, *, idempotency_key: str | None = None) -> str:
+        return await _in_thread(self._send, subject, mail, idempotency_key=idempotency_key)
 
     def send_mails(self, subject: Subject, mails: Sequence[Mail]) -> list[str]:
         """Queue many mails in one transaction: all or none."""

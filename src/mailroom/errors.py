@@ -21,7 +21,8 @@ builtin exception it resembles, so callers may catch either::
     │   ├── SecretVariableExposed             a secret variable where a mail client loads it by itself
     │   ├── DuplicateEmail                    another user has this address
     │   ├── WeakPassword                      shorter than ``min_password_length``
-    │   └── InvalidCode                       a workflow code that is unknown, used, expired or not yours
+    │   ├── InvalidCode                       a workflow code that is unknown, used, expired or not yours
+    │   └── IdempotencyConflict               an idempotency key reused with a different mail in its window
     ├── NotFound (LookupError)
     │   ├── MailNotFound
     │   ├── ServerNotFound
@@ -181,6 +182,18 @@ class InvalidCode(InvalidInput):
     def __init__(self, reason: str) -> None:
         super().__init__(f"this link cannot be used: {reason}", field="code")
         self.reason = reason
+
+
+class IdempotencyConflict(InvalidInput):
+    """An idempotency key came again with a different mail while it still names the first one. Queuing
+    the new mail would go against the key; answering with the old id would drop it silently."""
+
+    def __init__(self, key: str, mail_id: str) -> None:
+        super().__init__(f"the idempotency key {key!r} was used for a different mail ({mail_id}) in its window: "
+                         "use a new key for a new mail, or send exactly the same mail to get its id again",
+                         field="idempotency_key")
+        self.key = key
+        self.mail_id = mail_id
 
 
 class NotFound(MailroomError, LookupError):

@@ -11,12 +11,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
+from mailroom.domain.idempotency import IdempotencyRecord
 from mailroom.domain.log import HourlyCount, LogPage, LogQuery
 from mailroom.domain.mail import Mail
 from mailroom.domain.outbox import DeliveryAttempt, MailStatus, OutgoingMail, RecipientResult
 from mailroom.domain.rate_limits import Denial, LimitScope, LimitUse, RateLimit
 from mailroom.domain.servers import ServerSettings, SmtpServer
 from mailroom.domain.sessions import LoginSession, ThrottleKey
+from mailroom.domain.stored_secrets import SecretBatch, SecretKind
 from mailroom.domain.templates import RenderedTemplate, SecretExposure, Template, TemplateSet, TemplateVersion
 from mailroom.domain.users import ApiToken, OneTimeCode, Role, User
 
@@ -110,6 +112,14 @@ class Outbox(Protocol):
     def add(self, mails: Sequence[NewOutgoing]) -> None:
         """Store all mails in one transaction and signal waiting workers."""
 
+    def add_once(self, mail: NewOutgoing, record: IdempotencyRecord) -> IdempotencyRecord:
+        """Store the mail under an idempotency key, unless the key already names a mail and has not expired.
+
+        Returns the record that holds the key afterwards: ``record`` itself when the mail was stored, else
+        the earlier one (and nothing was stored). Atomic against concurrent calls with the same key: one
+        stores, the others get its record. An expired record is replaced.
+        """
+
     def claim(self, *, worker_id: str, limit: int, now: datetime, lease_seconds: float,
               max_bytes: int | None = None) -> list[ClaimedMail]:
         """Take up to ``limit`` due mails, highest priority first, leasing them until now + lease; with
@@ -168,6 +178,9 @@ class Retention(Protocol):
     def purge_contents(self, *, finished_before: datetime, batch_size: int) -> int:
         """Drop bodies and attachments of one batch of finished mails, keeping their log rows."""
 
+    def purge_idempotency_keys(self, *, expired_before: datetime, batch_size: int) -> int:
+        """Delete one batch of idempotency keys whose window ended before the cut-off."""
+
 
 class RateLimits(Protocol):
     """Rate limits per server and per recipient domain, held in storage so every worker shares them."""
@@ -217,6 +230,28 @@ class ContentSealer(Protocol):
 
     def open(self, sealed: bytes) -> bytes:
         """Raises SecretError when no configured key opens it."""
+
+
+class KeyRing(Protocol):
+    """The configured secret keys, for re-encrypting what was sealed with an older one."""
+
+    def rotate(self, token: bytes) -> bytes | None:
+        """The token encrypted under the first key, or None when it already is; raises SecretError when no
+        configured key opens it."""
+
+    def can_open(self, token: bytes) -> bool: ...
+
+
+class StoredSecrets(Protocol):
+    """Every encrypted value in storage (SMTP passwords, confidential mail contents), walked in batches of
+    one short transaction each, so that workers using them are never held up for long."""
+
+    def rotate_batch(self, kind: SecretKind, *, after: str | None, limit: int) -> SecretBatch:
+        """Re-encrypt up to ``limit`` secrets of ``kind`` (ids after ``after``) under the first key. A value
+        changed meanwhile (a new password) is left to its writer."""
+
+    def check_batch(self, kind: SecretKind, *, after: str | None, limit: int) -> SecretBatch:
+        """Look at up to ``limit`` secrets of ``kind`` (ids after ``after``) and report those no key opens."""
 
 
 class SmtpSession(Protocol):
@@ -349,8 +384,8 @@ class UserStore(Protocol):
     def use_code(self, code_hash: str, now: datetime) -> bool:
         """Mark the code used; False when it already was (two requests racing with one link)."""
 
-    def invalidate_codes(self, user_id: str, purpose: str, now: datetime) -> int:
-        """Mark every unused code of this purpose used; returns how many."""
+    def invalidate_codes(self, user_id: str, purpose: str, now: datetime, *, keep: str | None = None) -> int:
+        """Mark every unused code of this purpose used, but the one whose hash is ``keep``; returns how many."""
 
 
 class PasswordHasher(Protocol):

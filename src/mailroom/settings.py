@@ -54,6 +54,9 @@ class Settings(BaseSettings):
 
     max_attachment_bytes: int = 10 * 1024 * 1024
     max_message_bytes: int = 25 * 1024 * 1024
+    idempotency_window_seconds: float = 24 * 3600.0
+    """How long an idempotency key names its mail: a repeat within it gets the same id and queues nothing;
+    after it the key may name a new mail."""
 
     worker_batch_size: int = 300
     """Mails a worker keeps in flight; it claims half of them at a time."""
@@ -132,7 +135,7 @@ class Settings(BaseSettings):
         "max_attachment_bytes", "max_message_bytes", "worker_batch_size", "worker_batch_bytes",
         "smtp_connections_per_server", "lease_seconds", "poll_interval_seconds", "retention_batch_size",
         "retention_interval_seconds", "min_password_length", "verification_code_hours", "reset_code_hours",
-        "login_max_failures", "server_cooldown_seconds")
+        "login_max_failures", "server_cooldown_seconds", "idempotency_window_seconds")
     _PORTS: ClassVar[tuple[str, ...]] = ("web_port", "dev_sink_port")
 
     def __init__(self, **values: Any) -> None:

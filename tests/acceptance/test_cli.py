@@ -157,6 +157,16 @@ def test_invalid_address_exits_2_and_stores_nothing(cli: Cli) -> None:
     assert cli.json("log")["total"] == 0
 
 
+def test_send_with_an_idempotency_key_queues_once(cli: Cli) -> None:
+    mail = ("send", "--to", "a@example.org", "--subject", "nightly report", "--text", "x")
+    first = cli.out(*mail, "--idempotency-key", "report-2026-03-01").strip()
+    assert cli.json(*mail, "--idempotency-key", "report-2026-03-01")["id"] == first
+    line = cli.err("send", "--to", "a@example.org", "--subject", "another report", "--text", "x",
+                   "--idempotency-key", "report-2026-03-01", code=2)
+    assert "was used for a different mail" in line and first in line
+    assert cli.json("log")["total"] == 1
+
+
 def test_unknown_id_exits_2(cli: Cli) -> None:
     assert "no mail with id 'nope'" in cli.err("show", "nope", code=2)
     cli.err("show", "nope", "--raw", code=2)

@@ -112,3 +112,35 @@ def test_the_claim_and_content_retention_read_their_partial_indexes(database_url
             assert "TEMP B-TREE" not in plan and "Sort" not in plan, plan  # read in index order, no sort
     finally:
         db.dispose()
+
+
+def test_0010_adds_the_idempotency_keys_and_downgrades_cleanly(database_url: str) -> None:
+    db = Database(database_url)
+    try:
+        db.migrate()
+        assert "mailroom_idempotency_keys" in inspect(db.engine).get_table_names()
+        _upgrade(db, "0008", down=True)
+        assert "mailroom_idempotency_keys" not in inspect(db.engine).get_table_names()
+        db.migrate()
+        with db.engine.connect() as conn:
+            context = MigrationContext.configure(conn, opts={"version_table": "mailroom_alembic_version"})
+            assert compare_metadata(context, metadata) == []
+    finally:
+        db.dispose()
+
+
+def test_0011_adds_the_rate_limits_and_downgrades_cleanly(database_url: str) -> None:
+    db = Database(database_url)
+    try:
+        db.migrate()
+        tables = set(inspect(db.engine).get_table_names())
+        assert {"mailroom_rate_limits", "mailroom_rate_limit_sends"} <= tables
+        _upgrade(db, "0010_idempotency_keys", down=True)
+        tables = set(inspect(db.engine).get_table_names())
+        assert not {"mailroom_rate_limits", "mailroom_rate_limit_sends"} & tables
+        db.migrate()
+        with db.engine.connect() as conn:
+            context = MigrationContext.configure(conn, opts={"version_table": "mailroom_alembic_version"})
+            assert compare_metadata(context, metadata) == []
+    finally:
+        db.dispose()

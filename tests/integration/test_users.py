@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import func, select, update
 
 from mailroom import SYSTEM, Mail, Mailroom, MailStatus, ServerSettings, Subject
-from mailroom.adapters.storage.tables import login_throttle, mails, one_time_codes, users
+from mailroom.adapters.storage.tables import idempotency_keys, login_throttle, mails, one_time_codes, users
 from mailroom.domain.permissions import (
     CANCEL_MAIL,
     DELETE_MAIL,
@@ -139,6 +139,10 @@ def test_change_email_without_notify_sends_nothing(room: Mailroom) -> None:
 def test_password_reset_end_to_end(room: Mailroom, smtp_server: SmtpServerHandle) -> None:
     room.users.create_admin("carol@example.org", PASSWORD, first_name="Carol")
     room.users.request_password_reset("carol@example.org")
+    room.users.request_password_reset("CAROL@example.org ")  # a double click: no second mail
+    assert room.search_mail_log(SYSTEM).total == 1
+    with room.database.write() as conn:  # a minute later: the next request mails a second link
+        conn.execute(update(idempotency_keys).values(expires_at=datetime.now(UTC) - timedelta(seconds=1)))
     room.users.request_password_reset("CAROL@example.org ")
     first, second = deliver(room, smtp_server, 2)
     assert first["Subject"] == "Reset your password for Acme"

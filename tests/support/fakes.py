@@ -9,15 +9,17 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
+from mailroom.domain.idempotency import IdempotencyRecord
 from mailroom.domain.outbox import CLAIMABLE_STATUSES, DeliveryAttempt, MailStatus, RecipientStatus
 from mailroom.domain.rate_limits import Denial, LimitScope, LimitUse, RateLimit, Window, oldest_allows
 from mailroom.domain.servers import SmtpServer
 from mailroom.errors import ServerNotFound, SmtpConnectError, SmtpTemporaryError, StorageUnavailable
-from mailroom.ports import ClaimedMail, DeliveryResult, SendReport
+from mailroom.ports import ClaimedMail, DeliveryResult, NewOutgoing, SendReport
 
 
 class FakeClock:
@@ -152,6 +154,32 @@ class FakeOutbox:
         self.mails[mail_id].claim_token = f"{by}:{secrets.token_hex(4)}"
         self.mails[mail_id].status = MailStatus.SENDING
         self.mails[mail_id].next_attempt_at = self.clock.now() + timedelta(hours=1)
+
+
+class MemoryEnqueue:
+    """The enqueue side of the Outbox: keeps what was added, and idempotency keys under one lock (the
+    store's unique key), counting calls so tests see how many round trips a send costs."""
+
+    def __init__(self) -> None:
+        self.mails: dict[str, NewOutgoing] = {}
+        self.keys: dict[tuple[str, str], IdempotencyRecord] = {}
+        self.calls: list[str] = []
+        self._lock = threading.Lock()
+
+    def add(self, mails: Sequence[NewOutgoing]) -> None:
+        self.calls.append("add")
+        with self._lock:
+            self.mails.update((m.id, m) for m in mails)
+
+    def add_once(self, mail: NewOutgoing, record: IdempotencyRecord) -> IdempotencyRecord:
+        self.calls.append("add_once")
+        with self._lock:
+            held = self.keys.get((record.scope, record.key))
+            if held is not None and held.expires_at > record.created_at:
+                return held
+            self.keys[(record.scope, record.key)] = record
+            self.mails[mail.id] = mail
+            return record
 
 
 class FakeServerStore:

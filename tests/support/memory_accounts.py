@@ -93,8 +93,9 @@ class MemoryUserStore:
         self.codes[code_hash] = replace(code, used_at=now)
         return True
 
-    def invalidate_codes(self, user_id: str, purpose: str, now: datetime) -> int:
-        hits = [h for h, c in self.codes.items() if c.user_id == user_id and c.purpose == purpose and not c.used_at]
+    def invalidate_codes(self, user_id: str, purpose: str, now: datetime, *, keep: str | None = None) -> int:
+        hits = [h for h, c in self.codes.items()
+                if c.user_id == user_id and c.purpose == purpose and not c.used_at and h != keep]
         for code_hash in hits:
             self.use_code(code_hash, now)
         return len(hits)

@@ -10,6 +10,7 @@ import pytest
 
 from mailroom import SYSTEM, Mail
 from mailroom.domain.events import EventBus
+from mailroom.domain.idempotency import Queued
 from mailroom.domain.users import AccountPolicy, Profile
 from mailroom.usecases.users import UserUseCases
 from tests.support.memory_accounts import (
@@ -33,6 +34,9 @@ class RecordingTemplates:
     def send_template_mail(self, subject: Any, **options: Any) -> str:
         self.sent.append(options)
         return f"mail-{len(self.sent)}"
+
+    def queue_template_mail(self, subject: Any, **options: Any) -> Queued:
+        return Queued(self.send_template_mail(subject, **options))
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from mailroom.domain.events import EventBus
+from mailroom.domain.idempotency import Queued
 from mailroom.domain.permissions import SYSTEM
 from mailroom.domain.sessions import CLIENT_FAILURE_FACTOR, MAX_LOCKOUT_SECONDS, lockout_seconds
 from mailroom.domain.users import AccountPolicy, CodePurpose, Profile
@@ -36,7 +37,9 @@ class Accounts:
         self.store, self.sessions = MemoryUserStore(), MemorySessionStore()
         self.throttle, self.tokens = MemoryLoginThrottle(), MemoryTokenStore()
         self.mails: list[dict[str, Any]] = []
-        templates = SimpleNamespace(send_template_mail=lambda _subject, **mail: self.mails.append(mail) or "id")
+        templates = SimpleNamespace(
+            send_template_mail=lambda _subject, **mail: self.mails.append(mail) or "id",
+            queue_template_mail=lambda _subject, **mail: self.mails.append(mail) or Queued("id"))
         policy = AccountPolicy(public_base_url="https://x.example", application_name="x",
                                self_registration=self_registration, min_password_length=10,
                                verification_code_hours=48, reset_code_hours=1, login_max_failures=MAX_FAILURES,

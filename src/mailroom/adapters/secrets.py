@@ -22,6 +22,7 @@ class FernetSecretBox:
             raise ConfigurationError("at least one secret key is needed")
         self._first_key = keys[0]
         try:
+            self._current = Fernet(keys[0])
             self._fernet = MultiFernet([Fernet(k) for k in keys])
         except (ValueError, TypeError) as exc:
             raise ConfigurationError(
@@ -67,7 +68,6 @@ class FernetSecretBox:
                 "or enter the password again"
             ) from exc
 
-
     def seal(self, content: bytes) -> bytes:
         """Encrypt a confidential mail's message for storage."""
         return self._fernet.encrypt(content)
@@ -81,6 +81,28 @@ class FernetSecretBox:
                 "the content of a confidential mail cannot be decrypted with the configured key(s): was "
                 "MAILROOM_SECRET_KEY or the key file changed? Add the old key after the new one"
             ) from exc
+
+    def rotate(self, token: bytes) -> bytes | None:
+        """The token under the first key, or None when it already is (nothing to rewrite); raises SecretError
+        when no configured key opens it."""
+        try:
+            self._current.decrypt(token)
+        except InvalidToken:
+            pass
+        else:
+            return None
+        try:
+            return self._fernet.rotate(token)
+        except InvalidToken as exc:
+            raise SecretError("a stored secret cannot be decrypted with any configured key: add the key it was "
+                              "sealed with to MAILROOM_SECRET_KEY (after the first), or enter it again") from exc
+
+    def can_open(self, token: bytes) -> bool:
+        try:
+            self._fernet.decrypt(token)
+        except InvalidToken:
+            return False
+        return True
 
 
 def _refuse_shared_key_file(path: Path) -> None:

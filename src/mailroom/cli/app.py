@@ -21,6 +21,7 @@ from mailroom.cli import mail as mail_commands
 from mailroom.cli.context import CliState, mailroom, setup_logging
 from mailroom.cli.errors import OK, exit_code_for, one_line
 from mailroom.cli.limits import limits_app
+from mailroom.cli.secrets import secrets_app
 from mailroom.cli.smtp import smtp_app
 from mailroom.cli.templates import templates_app
 from mailroom.cli.users import permissions, users_app
@@ -70,6 +71,7 @@ app.add_typer(smtp_app, name="smtp")
 app.add_typer(limits_app, name="limits")
 app.add_typer(templates_app, name="templates")
 app.add_typer(users_app, name="user")
+app.add_typer(secrets_app, name="secrets")
 app.command("permissions")(permissions)
 app.command("sink")(dev_commands.sink)
 app.command("dev")(dev_commands.dev)

@@ -83,6 +83,9 @@ def send(
     confidential: Annotated[bool, typer.Option("--confidential", help="The body holds a secret for the "
                                                "recipients only: stored encrypted, never shown or searched, "
                                                "dropped once the mail ends.")] = False,
+    idempotency_key: Annotated[str | None, typer.Option("--idempotency-key", help="Your key for this mail: "
+                                                        "sending again with it within the idempotency window "
+                                                        "prints the first mail's id and queues nothing.")] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Queue a mail for delivery and print its id."""
@@ -98,7 +101,7 @@ def send(
         send_at=parse_moment(send_at, "--send-at"), expires_at=parse_moment(expires_at, "--expires-at"),
         confidential=confidential,
     )
-    mail_id = mailroom(ctx).send_mail(SYSTEM, mail)
+    mail_id = mailroom(ctx).send_mail(SYSTEM, mail, idempotency_key=idempotency_key)
     if as_json:
         output.print_json({"id": mail_id})
     else:

@@ -33,6 +33,8 @@ class PurgeExpired:
         if policy.keep_content_days >= 0:
             purged += self._store.purge_contents(
                 finished_before=now - timedelta(days=policy.keep_content_days), batch_size=policy.batch_size)
+        # Keys past their window answer nothing any more (a new mail may take them): their rows can go.
+        purged += self._store.purge_idempotency_keys(expired_before=now, batch_size=policy.batch_size)
         for status, days in ((MailStatus.SENT, policy.keep_sent_days), (MailStatus.FAILED, policy.keep_failed_days),
                              (MailStatus.PARTIALLY_FAILED, policy.keep_failed_days),
                              (MailStatus.CANCELLED, policy.keep_failed_days)):

@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from mailroom.domain.idempotency import IdempotencyKey, Queued
 from mailroom.domain.mail import AddressesInput, AddressInput, Attachment, Mail, Priority
 from mailroom.domain.permissions import EDIT_TEMPLATES, READ_TEMPLATES, SEND_MAIL, Subject
 from mailroom.domain.templates import (
@@ -213,8 +214,25 @@ class TemplateUseCases:
                            reply_to: AddressesInput = (), attachments: Sequence[Attachment] = (),
                            smtp_hint: str | None = None, priority: Priority | str = Priority.NORMAL,
                            tags: Sequence[str] = (), correlation_id: str | None = None,
-                           confidential: bool = False) -> str:
-        """Render and queue; returns the mail id. Nothing is queued when anything is wrong."""
+                           confidential: bool = False,
+                           idempotency_key: str | IdempotencyKey | None = None) -> str:
+        """Render and queue; returns the mail id. Nothing is queued when anything is wrong. With an
+        idempotency key, a repeat within its window returns the first mail's id (see SendMail.queue)."""
+        return self.queue_template_mail(
+            subject, to=to, set_id=set_id, name=name, model=model, language=language, cc=cc, bcc=bcc,
+            sender=sender, reply_to=reply_to, attachments=attachments, smtp_hint=smtp_hint, priority=priority,
+            tags=tags, correlation_id=correlation_id, confidential=confidential,
+            idempotency_key=idempotency_key).mail_id
+
+    def queue_template_mail(self, subject: Subject, *, to: AddressesInput, set_id: str, name: str,
+                            model: Mapping[str, Any] | str, language: str | None = None, cc: AddressesInput = (),
+                            bcc: AddressesInput = (), sender: AddressInput | None = None,
+                            reply_to: AddressesInput = (), attachments: Sequence[Attachment] = (),
+                            smtp_hint: str | None = None, priority: Priority | str = Priority.NORMAL,
+                            tags: Sequence[str] = (), correlation_id: str | None = None,
+                            confidential: bool = False,
+                            idempotency_key: str | IdempotencyKey | None = None) -> Queued:
+        """``send_template_mail``, telling also whether this call queued the mail (see Queued)."""
         subject.require(SEND_MAIL)
         data = parse_model(model)
         chosen, partials = self._resolve(set_id, name, language)
@@ -223,7 +241,7 @@ class TemplateUseCases:
                     text=rendered.text, html=rendered.html, attachments=attachments, smtp_hint=smtp_hint,
                     priority=priority, tags=tags, correlation_id=correlation_id, template=rendered.template,
                     locale=rendered.locale, confidential=confidential)
-        return self._send(subject, mail)
+        return self._send.queue(subject, mail, idempotency_key=idempotency_key)
 
     # --- internals ------------------------------------------------------------------------------
 

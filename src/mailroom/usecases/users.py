@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from mailroom.domain.events import EmailChanged, EventBus, UserCreated
+from mailroom.domain.idempotency import IdempotencyKey, Queued
 from mailroom.domain.mail import Priority
 from mailroom.domain.permissions import MANAGE_USERS, PERMISSIONS, READ_USERS, SYSTEM, Permission, Subject
 from mailroom.domain.sessions import (
@@ -50,6 +51,9 @@ from mailroom.usecases.templates import TemplateUseCases
 
 ACCOUNT_SET = "mailroom.account"
 MAX_PASSWORD_LENGTH = 1024
+# A second "send me a reset link" (a double click, an impatient user) or "resend verification" within this
+# time queues no second mail: the first is on its way, and its link stays the one that works.
+ACCOUNT_MAIL_REPEAT_WINDOW = timedelta(minutes=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,9 +162,7 @@ class UserUseCases:
         except DuplicateEmail:
             existing = self._store.find_by_email(profile.email)
             if existing is not None and existing.enabled:
-                code = self._new_code(existing, CodePurpose.RESET_PASSWORD, hours=self._policy.reset_code_hours)
-                self._send_account_mail(existing, "password_reset",
-                                        confirm_url=self._policy.link("reset-password", code))
+                self._send_reset_link(existing)
             return None
 
     def update_profile(self, subject: Subject, user_id: str, profile: Profile, *, notify_user: bool = True) -> User:
@@ -212,8 +214,10 @@ class UserUseCases:
         user = self._store.get(user_id)
         if user.verified:
             raise InvalidInput(f"{user.email} is already verified", field="user")
-        self._store.invalidate_codes(user_id, CodePurpose.VERIFY_EMAIL, self._clock.now())
-        return self._send_verification(user, "email_verification")
+        # Its own key: an admin's resend right after the account was created does mail again; a double
+        # click on "resend" does not.
+        return self._send_verification(user, "email_verification", replace_older=True,
+                                       action="resend_verification").mail_id
 
     def change_password(self, subject: Subject, user_id: str, current_password: str, new_password: str, *,
                         keep_session: str | None = None) -> None:
@@ -256,8 +260,7 @@ class UserUseCases:
         try:
             user = self._store.find_by_email(email.strip()) if "@" in email else None
             if user is not None and user.enabled:
-                code = self._new_code(user, CodePurpose.RESET_PASSWORD, hours=self._policy.reset_code_hours)
-                self._send_account_mail(user, "password_reset", confirm_url=self._policy.link("reset-password", code))
+                self._send_reset_link(user)
         finally:
             remaining = self._policy.reset_request_floor_seconds - (time.monotonic() - started)
             if remaining > 0:
@@ -392,18 +395,55 @@ class UserUseCases:
         if event.notify_user:
             self._send_verification(self._store.get(event.user_id), "email_verification")
 
-    def _send_verification(self, user: User, template: str) -> str:
-        code = self._new_code(user, CodePurpose.VERIFY_EMAIL, hours=self._policy.verification_code_hours)
-        return self._send_account_mail(user, template, confirm_url=self._policy.link("confirm-email", code))
+    def _send_verification(self, user: User, template: str, *, replace_older: bool = False,
+                           action: str | None = None) -> Queued:
+        return self._send_code_mail(user, template, CodePurpose.VERIFY_EMAIL, "confirm-email",
+                                    hours=self._policy.verification_code_hours, replace_older=replace_older,
+                                    action=action)
 
-    def _send_account_mail(self, user: User, template: str, **extra: str) -> str:
-        model = user.model(application_name=self._policy.application_name) | extra
+    def _send_reset_link(self, user: User) -> Queued:
+        return self._send_code_mail(user, "password_reset", CodePurpose.RESET_PASSWORD, "reset-password",
+                                    hours=self._policy.reset_code_hours)
+
+    def _send_code_mail(self, user: User, template: str, purpose: CodePurpose, path: str, *, hours: float,
+                        replace_older: bool = False, action: str | None = None) -> Queued:
+        """Mail a link with a fresh code, at most once per user, action (the template's name unless given)
+        and address within ACCOUNT_MAIL_REPEAT_WINDOW (the queue's idempotency key decides, also between
+        racing requests).
+
+        A repeat queues nothing, and its code, never mailed, is used up at once; the earlier mail's link
+        keeps working. With ``replace_older`` a mail that did go out makes every older link of the purpose
+        stop working.
+        """
+        code = self._new_code(user, purpose, hours=hours)
+        # Per address too: a change of address within the window still mails the new one. Hashed: an address
+        # may be long, and the key table needs no copy of it.
+        name = f"{ACCOUNT_SET}/{action or template}/{user.id}/{hash_code(user.email.lower())[:16]}"
+        # The mails differ by their codes: the request the key stands for is the workflow, not the content.
+        key = IdempotencyKey(name, window=ACCOUNT_MAIL_REPEAT_WINDOW, request=name)
+        queued = self._queue_account_mail(user, template, idempotency_key=key,
+                                          confirm_url=self._policy.link(path, code))
+        now = self._clock.now()
+        if not queued.new:
+            self._store.use_code(hash_code(code), now)
+        elif replace_older:
+            self._store.invalidate_codes(user.id, purpose, now, keep=hash_code(code))
+        return queued
+
+    def _send_account_mail(self, user: User, template: str) -> str:
+        return self._queue_account_mail(user, template).mail_id
+
+    def _queue_account_mail(self, user: User, template: str, *, idempotency_key: IdempotencyKey | None = None,
+                            confirm_url: str | None = None) -> Queued:
+        model = user.model(application_name=self._policy.application_name)
+        if confirm_url is not None:
+            model["confirm_url"] = confirm_url
         # Confidential, every one of them: a reset or verification link read from the log lets a mail
         # operator take over the account, and the others say what happened to an account.
-        return self._templates.send_template_mail(
+        return self._templates.queue_template_mail(
             SYSTEM, to=user.email, set_id=ACCOUNT_SET, name=template, model=model,
             language=user.profile.preferred_language, priority=Priority.HIGH, tags=("account", template),
-            correlation_id=user.id, confidential=True)
+            correlation_id=user.id, confidential=True, idempotency_key=idempotency_key)
 
     def _new_code(self, user: User, purpose: CodePurpose, *, hours: float) -> str:
         code = secrets.token_urlsafe(32)  # 256 bits; only its hash is stored

@@ -26,10 +26,14 @@ from sqlalchemy import (
     null,
     or_,
     select,
+    tuple_,
     type_coerce,
     update,
 )
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.sql.dml import ReturningInsert
 
 from mailroom.adapters.storage.bulk import BulkStatement, IdQuery, _Compiled
 from mailroom.adapters.storage.claiming import claim_due
@@ -37,11 +41,13 @@ from mailroom.adapters.storage.database import Database
 from mailroom.adapters.storage.tables import (
     HAS_CONTENT,
     UtcDateTime,
+    idempotency_keys,
     mail_attempts,
     mail_contents,
     mail_recipients,
     mails,
 )
+from mailroom.domain.idempotency import IdempotencyRecord
 from mailroom.domain.log import HourlyCount, LogPage, LogQuery, SearchTerm, SortKey, TermField
 from mailroom.domain.outbox import (
     CANCELLABLE_STATUSES,
@@ -63,6 +69,8 @@ from mailroom.errors import (
     SecretError,
 )
 from mailroom.ports import ClaimedMail, ContentSealer, DeliveryResult, NewOutgoing
+
+_Rows = list[dict[str, Any]]
 
 _SORT_COLUMNS = {
     SortKey.QUEUED_AT: mails.c.queued_at,
@@ -143,6 +151,28 @@ class SqlMailStore:
     def add(self, new_mails: Sequence[NewOutgoing]) -> None:
         if not new_mails:
             return
+        rows = self._rows(new_mails)
+        with self._db.write() as conn:
+            _write_mails(conn, *rows)
+
+    def add_once(self, mail: NewOutgoing, record: IdempotencyRecord) -> IdempotencyRecord:
+        rows = self._rows([mail])  # built (and sealed) before the transaction: it holds SQLite's write lock
+        with self._db.write() as conn:
+            # One statement decides: the key's row is inserted, or an expired one taken over; a live one is
+            # left alone and returns nothing. On PostgreSQL a concurrent insert of the same key makes this
+            # wait for that transaction, then see its row; on SQLite the write lock orders the callers.
+            taken = conn.execute(_claim_key(conn.dialect.name, record)).scalar()
+            if taken is None:
+                held = conn.execute(select(idempotency_keys).where(
+                    idempotency_keys.c.scope == record.scope, idempotency_keys.c.key == record.key)).one()
+                return IdempotencyRecord(scope=held.scope, key=held.key, request_hash=held.request_hash,
+                                         mail_id=held.mail_id, created_at=held.created_at,
+                                         expires_at=held.expires_at)
+            _write_mails(conn, *rows)
+        return record
+
+    def _rows(self, new_mails: Sequence[NewOutgoing]) -> tuple[_Rows, _Rows, _Rows]:
+        """The rows of mails, recipients and contents for ``new_mails``."""
         mail_rows: list[dict[str, Any]] = []
         recipient_rows: list[dict[str, Any]] = []
         content_rows: list[dict[str, Any]] = []
@@ -182,10 +212,7 @@ class SqlMailStore:
             } for position, r in enumerate(new.recipients))
             content_rows.append({"mail_id": new.id, "message": self._sealed(new) if mail.confidential else new.message,
                                  "envelope": "\n".join([r.email for r in new.recipients])})
-        with self._db.write() as conn:
-            _insert_many(conn, _INSERT_MAILS, mail_rows)
-            _insert_many(conn, _INSERT_RECIPIENTS, recipient_rows)
-            _insert_many(conn, _INSERT_CONTENTS, content_rows)
+        return mail_rows, recipient_rows, content_rows
 
     def claim(self, *, worker_id: str, limit: int, now: datetime, lease_seconds: float,
               max_bytes: int | None = None) -> list[ClaimedMail]:
@@ -406,6 +433,17 @@ class SqlMailStore:
             ).scalars())
             return _delete_mails(conn, ids) if ids else 0
 
+    def purge_idempotency_keys(self, *, expired_before: datetime, batch_size: int) -> int:
+        with self._db.write() as conn:
+            expired = (select(idempotency_keys.c.scope, idempotency_keys.c.key)
+                       .where(idempotency_keys.c.expires_at < expired_before)
+                       .order_by(idempotency_keys.c.expires_at).limit(batch_size))
+            pairs = [tuple(row) for row in conn.execute(expired)]
+            if pairs:
+                conn.execute(delete(idempotency_keys).where(
+                    tuple_(idempotency_keys.c.scope, idempotency_keys.c.key).in_(pairs)))
+            return len(pairs)
+
     def purge_contents(self, *, finished_before: datetime, batch_size: int) -> int:
         with self._db.write() as conn:
             ids = list(conn.execute(CONTENT_TO_PURGE, {"finished_before": finished_before, "limit": batch_size})
@@ -481,6 +519,26 @@ class SqlMailStore:
                                                     status=RecipientStatus(r.status), code=r.code,
                                                     reply=r.reply))
         return {k: tuple(v) for k, v in found.items()}
+
+
+def _write_mails(conn: Connection, mail_rows: _Rows, recipient_rows: _Rows, content_rows: _Rows) -> None:
+    _insert_many(conn, _INSERT_MAILS, mail_rows)
+    _insert_many(conn, _INSERT_RECIPIENTS, recipient_rows)
+    _insert_many(conn, _INSERT_CONTENTS, content_rows)
+
+
+def _claim_key(dialect: str, record: IdempotencyRecord) -> ReturningInsert[tuple[str]]:
+    """INSERT the key, or take over its row when that one expired; RETURNING the mail id when either
+    happened (nothing when a live key holds the name). Both dialects spell the upsert alike."""
+    insert_for = postgresql_insert if dialect == "postgresql" else sqlite_insert
+    statement = insert_for(idempotency_keys).values(
+        scope=record.scope, key=record.key, request_hash=record.request_hash, mail_id=record.mail_id,
+        created_at=record.created_at, expires_at=record.expires_at)
+    return statement.on_conflict_do_update(
+        index_elements=[idempotency_keys.c.scope, idempotency_keys.c.key],
+        set_={name: statement.excluded[name] for name in ("request_hash", "mail_id", "created_at", "expires_at")},
+        where=idempotency_keys.c.expires_at <= record.created_at,
+    ).returning(idempotency_keys.c.mail_id)
 
 
 def _insert_many(conn: Connection, statement: _InsertStatement, rows: list[dict[str, Any]]) -> None:

@@ -303,3 +303,17 @@ rate_limit_sends = Table(
                          ondelete="CASCADE"),
     Index("ix_mailroom_rate_limit_sends_oldest", "scope_kind", "scope_target", "window_seconds", "sent_at"),
 )
+
+# One row per (caller, key): the unique primary key is what makes a key name one mail, also when two
+# requests with it race (the second insert meets the first's row and reads it, it never writes a mail).
+idempotency_keys = Table(
+    "mailroom_idempotency_keys", metadata,
+    Column("scope", String(64), primary_key=True),  # the caller's user id, "system" for the application
+    Column("key", String(255), primary_key=True),
+    Column("request_hash", String(64), nullable=False),  # SHA-256 of the request, to refuse another mail
+    # The mail the key names; no foreign key: the key keeps answering with it also after the mail was deleted.
+    Column("mail_id", String(32), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("expires_at", UtcDateTime, nullable=False),  # from then on the key may name a new mail
+    Index(None, "expires_at"),
+)

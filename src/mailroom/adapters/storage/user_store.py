@@ -105,11 +105,13 @@ class SqlUserStore:
                 one_time_codes.c.code_hash == code_hash, one_time_codes.c.used_at.is_(None)).values(
                 used_at=now)).rowcount)
 
-    def invalidate_codes(self, user_id: str, purpose: str, now: datetime) -> int:
+    def invalidate_codes(self, user_id: str, purpose: str, now: datetime, *, keep: str | None = None) -> int:
+        conditions = [one_time_codes.c.user_id == user_id, one_time_codes.c.purpose == purpose,
+                      one_time_codes.c.used_at.is_(None)]
+        if keep is not None:
+            conditions.append(one_time_codes.c.code_hash != keep)
         with self._db.write() as conn:
-            return int(conn.execute(update(one_time_codes).where(
-                one_time_codes.c.user_id == user_id, one_time_codes.c.purpose == purpose,
-                one_time_codes.c.used_at.is_(None)).values(used_at=now)).rowcount)
+            return int(conn.execute(update(one_time_codes).where(*conditions).values(used_at=now)).rowcount)
 
     @contextmanager
     def _unique_email(self, email: str) -> Iterator[None]:

@@ -7,7 +7,7 @@ import base64
 from collections.abc import Sequence
 from typing import Annotated, get_origin
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Header, Query, Request, Response
 from pydantic import BaseModel
 
 from mailroom.domain.mail import Attachment, Mail
@@ -32,6 +32,12 @@ from mailroom.web.api.schemas import (
 from mailroom.web.context import room
 
 router = APIRouter(tags=["mails"], dependencies=[API_TOKEN])
+
+IdempotencyKeyHeader = Annotated[str | None, Header(
+    alias="Idempotency-Key",
+    description="Your key for this request: repeating it (by the same user) within the idempotency window "
+                "(`MAILROOM_IDEMPOTENCY_WINDOW_SECONDS`, default 24 h) returns the first mail's id and queues "
+                "nothing; the same key with a different mail is a 422 `idempotency_conflict`.")]
 
 
 def decode_attachments(attachments: Sequence[AttachmentIn]) -> list[Attachment]:
@@ -65,7 +71,8 @@ def name_request_field(exc: InvalidInput, headers: Sequence[str] = ()) -> None:
 
 @router.post("/mails", status_code=201, response_model=MailCreated, summary="Queue a mail",
              dependencies=STATE_CHANGING, responses=errors(400))
-def send_mail(request: Request, body: SendMailRequest, caller: Caller) -> MailCreated:
+def send_mail(request: Request, body: SendMailRequest, caller: Caller,
+              idempotency_key: IdempotencyKeyHeader = None) -> MailCreated:
     """Validate the mail, store it in the queue and wake a worker; delivery happens in the background, so
     follow `GET /mails/{id}` for the outcome."""
     attachments = decode_attachments(body.attachments)
@@ -78,12 +85,13 @@ def send_mail(request: Request, body: SendMailRequest, caller: Caller) -> MailCr
     except InvalidInput as exc:
         name_request_field(exc, list(body.headers))
         raise
-    return MailCreated(id=room(request).send_mail(caller, mail))
+    return MailCreated(id=room(request).send_mail(caller, mail, idempotency_key=idempotency_key))
 
 
 @router.post("/mails/template", status_code=201, response_model=MailCreated, summary="Queue a mail from a template",
              dependencies=STATE_CHANGING, responses=errors(400, 404))
-def send_template_mail(request: Request, body: SendTemplateMailRequest, caller: Caller) -> MailCreated:
+def send_template_mail(request: Request, body: SendTemplateMailRequest, caller: Caller,
+                       idempotency_key: IdempotencyKeyHeader = None) -> MailCreated:
     """Render the template in the negotiated locale with `model` and queue the result. An unknown set or
     template is a 404; a model lacking declared variables, or a render error, a 422 on `model`."""
     attachments = decode_attachments(body.attachments)
@@ -92,7 +100,7 @@ def send_template_mail(request: Request, body: SendTemplateMailRequest, caller: 
             caller, to=body.to, cc=body.cc, bcc=body.bcc, sender=body.sender, reply_to=body.reply_to,
             set_id=body.set_id, name=body.name, language=body.language, model=body.model, attachments=attachments,
             smtp_hint=body.smtp_hint, priority=body.priority, tags=body.tags, correlation_id=body.correlation_id,
-            confidential=body.confidential)
+            confidential=body.confidential, idempotency_key=idempotency_key)
     except InvalidInput as exc:
         name_request_field(exc)
         raise

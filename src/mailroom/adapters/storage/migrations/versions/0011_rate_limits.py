@@ -1,7 +1,7 @@
 """rate limits per SMTP server and per recipient domain, shared by all workers
 
-Revision ID: 0011
-Revises: 0008
+Revision ID: 0011_rate_limits
+Revises: 0010_idempotency_keys
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from alembic import op
 
 from mailroom.adapters.storage.tables import UtcDateTime
 
-revision = "0011"
-down_revision = "0008"
+revision = "0011_rate_limits"
+down_revision = "0010_idempotency_keys"
 branch_labels = None
 depends_on = None
 
