@@ -54,3 +54,21 @@ def test_the_cli_sets_and_lists_limits(room: Mailroom) -> None:
     assert listed.exit_code == 0 and "relay" in listed.output and "0 / 50" in listed.output, listed.output
     refused = runner.invoke(cli_app, ["limits", "set", "--server", "relay"], env=env)
     assert refused.exit_code != 0 and "--per-minute" in str(refused.exception)
+
+
+def test_the_servers_page_sets_limits_and_shows_their_use(admin: TestClient, room: Mailroom) -> None:
+    page = admin.get("/smtp")
+    assert "No rate limit" in page.text
+    token = page.text.split('name="csrf_token" value="')[1].split('"')[0] if 'name="csrf_token"' in page.text else ""
+    relay = room.servers.get(SYSTEM, "relay")
+    form = {"scope": f"server:{relay.id}", "per_minute": "100", "per_day": "500", "csrf_token": token}
+    saved = admin.post("/smtp-limits", data=form)
+    assert saved.status_code == 200 and "The rate limits of relay were saved." in saved.text, saved.text[:500]
+    assert 'data-limit="relay:minute"' in saved.text and "0 / 100" in saved.text and "0 / 500" in saved.text
+    refused = admin.post("/smtp-limits", data={"scope": "domain", "domain": "not a domain", "per_hour": "5",
+                                                "csrf_token": token})
+    assert refused.status_code == 400 and "not a domain name" in refused.text
+    assert 'value="not a domain"' in refused.text  # what was typed comes back to be corrected
+    bad = admin.post("/smtp-limits", data={"scope": "domain", "domain": "gmail.com", "per_hour": "0",
+                                           "csrf_token": token})
+    assert bad.status_code == 400 and "between 1 and" in bad.text

@@ -100,9 +100,10 @@ class Denial:
 
 def limits_from(*, per_second: int | None = None, per_minute: int | None = None, per_hour: int | None = None,
                 per_day: int | None = None) -> tuple[RateLimit, ...]:
-    """The limits among the four optional counts (None or 0: no limit for that window)."""
+    """The limits among the four optional counts (None: no limit for that window; 0 is refused, since it
+    would stop all mail rather than lift the limit)."""
     counts = {Window.SECOND: per_second, Window.MINUTE: per_minute, Window.HOUR: per_hour, Window.DAY: per_day}
-    return tuple(RateLimit(count, window) for window, count in counts.items() if count)
+    return tuple(RateLimit(count, window) for window, count in counts.items() if count is not None)
 
 
 def recipient_domains(recipients: tuple[str, ...] | list[str]) -> set[str]:

@@ -16,6 +16,7 @@ from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from mailroom.domain.permissions import MANAGE_SERVERS, Subject
+from mailroom.domain.rate_limits import limits_from
 from mailroom.domain.servers import Security, ServerSettings, SmtpServer
 from mailroom.errors import InvalidInput
 from mailroom.ports import ProbeStep
@@ -126,10 +127,17 @@ def step_labels() -> dict[str, str]:
 
 
 def list_page(request: Request, caller: Subject, *, notice: str | None = None, error: str | None = None,
-              probe: tuple[SmtpServer, list[ProbeStep]] | None = None, status_code: int = 200) -> HTMLResponse:
+              probe: tuple[SmtpServer, list[ProbeStep]] | None = None, status_code: int = 200,
+              limits_form: dict[str, str] | None = None) -> HTMLResponse:
     servers = sorted(room(request).servers.list(caller), key=lambda s: (-s.priority, s.name))
     return render(request, "servers.html", status_code=status_code, servers=servers, notice=notice, error=error,
-                  probe=probe, step_labels=step_labels(), security_names=security_names())
+                  probe=probe, step_labels=step_labels(), security_names=security_names(),
+                  limits=room(request).rate_limits.list(caller), limits_form=limits_form or {},
+                  window_labels=window_labels())
+
+
+def window_labels() -> dict[str, str]:
+    return {"second": _("per second"), "minute": _("per minute"), "hour": _("per hour"), "day": _("per day")}
 
 
 def form_page(request: Request, form: ServerForm, *, server: SmtpServer | None = None, error: str | None = None,
@@ -144,7 +152,8 @@ DONE_NOTICES = {"added": "The SMTP server {name} was added. Test the connection 
                 "enabled": "The SMTP server {name} is enabled.",
                 "disabled": "The SMTP server {name} is disabled: no mail goes through it.",
                 "priority": "The priority of {name} was changed.",
-                "deleted": "The SMTP server {name} was deleted."}
+                "deleted": "The SMTP server {name} was deleted.",
+                "limits": "The rate limits of {name} were saved."}
 
 
 @router.get("/smtp", response_class=HTMLResponse)
@@ -243,3 +252,29 @@ def test_server(request: Request, server_id: str) -> HTMLResponse:
     # thread's own loop (as the API and the CLI run it), neither holds up the app's event loop.
     steps = asyncio.run(servers.test(caller, server.id))
     return list_page(request, caller, probe=(server, steps))
+
+
+@router.post("/smtp-limits", response_class=HTMLResponse, dependencies=[Depends(csrf_form)])
+def set_limits(request: Request, scope: FormText = "", domain: FormText = "", per_second: FormText = "",
+               per_minute: FormText = "", per_hour: FormText = "", per_day: FormText = "") -> Response:
+    """One form for a server's or a domain's limits: empty fields are no limit, all empty removes them."""
+    caller = context.subject(request)
+    typed = {"scope": scope, "domain": domain, "per_second": per_second, "per_minute": per_minute,
+             "per_hour": per_hour, "per_day": per_day}
+    try:
+        counts = {window: whole_number(value, f"per_{window}", label) if value.strip() else None
+                  for window, value, label in (("second", per_second, _("per second")),
+                                               ("minute", per_minute, _("per minute")),
+                                               ("hour", per_hour, _("per hour")), ("day", per_day, _("per day")))}
+        limits = limits_from(per_second=counts["second"], per_minute=counts["minute"], per_hour=counts["hour"],
+                             per_day=counts["day"])
+        if scope == "domain":
+            room(request).rate_limits.set_for_domain(caller, domain, limits)
+            name = domain.strip().lower()
+        else:
+            server = room(request).servers.get(caller, scope.removeprefix("server:"))
+            room(request).rate_limits.set_for_server(caller, server.id, limits)
+            name = server.name
+    except InvalidInput as exc:
+        return list_page(request, caller, error=str(exc), status_code=400, limits_form=typed)
+    return done(request, "limits", name)
