@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
@@ -25,7 +27,11 @@ from sqlalchemy.exc import (
 
 from mailroom.errors import ConfigurationError, StorageError, StorageUnavailable
 
+if TYPE_CHECKING:
+    from alembic.config import Config
+
 MIGRATIONS = Path(__file__).parent / "migrations"
+VERSION_TABLE = "mailroom_alembic_version"  # migrations/env.py keeps its revision there
 
 logger = logging.getLogger("mailroom.storage")
 
@@ -93,13 +99,20 @@ class Database:
     def migrate(self) -> None:
         """Bring the schema to the newest revision (Alembic ``upgrade head``)."""
         from alembic import command
-        from alembic.config import Config
 
-        config = Config()
-        config.set_main_option("script_location", str(MIGRATIONS))
+        config = _alembic_config()
         with self._translated(), self.engine.begin() as conn:
             config.attributes["connection"] = conn
             command.upgrade(config, "head")
+
+    def schema_revision(self) -> SchemaRevision:
+        """Where the schema is against this code's migrations; one short read (a readiness probe calls it)."""
+        from alembic.runtime.migration import MigrationContext
+
+        with self.read() as conn:
+            current = MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE}).get_current_revision()
+        known = known_revisions()
+        return SchemaRevision(current=current, head=known[0], known=current is None or current in known)
 
     def dispose(self) -> None:
         self.engine.dispose()
@@ -108,6 +121,37 @@ class Database:
 # SQLite reports a missing table like a locked or full database (OperationalError): only these are worth
 # trying again; PostgreSQL's OperationalError is about the connection or the server, always transient.
 _SQLITE_TRANSIENT = ("locked", "busy", "disk is full", "disk i/o error", "unable to open", "readonly database")
+
+
+@dataclass(frozen=True, slots=True)
+class SchemaRevision:
+    current: str | None
+    """The revision the database is at; None before the first migration."""
+    head: str
+    """The newest revision of this code."""
+    known: bool
+    """False when the database was migrated by a newer mailroom than this one."""
+
+    @property
+    def at_head(self) -> bool:
+        return self.current == self.head
+
+
+def _alembic_config() -> Config:
+    from alembic.config import Config  # alembic is loaded only when migrating or checking the schema
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    return config
+
+
+@functools.cache
+def known_revisions() -> tuple[str, ...]:
+    """This code's revisions, the head first (read from the migration files once per process)."""
+    from alembic.script import ScriptDirectory
+
+    scripts = ScriptDirectory.from_config(_alembic_config())
+    return tuple(script.revision for script in scripts.walk_revisions())
 
 
 def _transient(exc: SQLAlchemyError) -> bool:
