@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import (
     ArgumentError,
@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 VERSION_TABLE = "mailroom_alembic_version"  # migrations/env.py keeps its revision there
+MIGRATION_LOCK = int.from_bytes(b"mailroom", "big")  # PostgreSQL advisory lock held while migrating
 
 logger = logging.getLogger("mailroom.storage")
 
@@ -101,9 +102,17 @@ class Database:
         from alembic import command
 
         config = _alembic_config()
-        with self._translated(), self.engine.begin() as conn:
-            config.attributes["connection"] = conn
-            command.upgrade(config, "head")
+        # Processes starting together (a web app and its workers) all migrate: one at a time, so the first
+        # does the work and the others find it done, instead of creating the tables twice or, on SQLite,
+        # meeting as two readers that both want to write (SQLITE_BUSY at once, busy_timeout or not).
+        with self._translated(), self.engine.connect() as conn:
+            if self.dialect == "sqlite":
+                conn = conn.execution_options(mailroom_write=True)  # BEGIN IMMEDIATE: the write lock first
+            with conn.begin():
+                if self.is_postgres:
+                    conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
+                config.attributes["connection"] = conn
+                command.upgrade(config, "head")
 
     def schema_revision(self) -> SchemaRevision:
         """Where the schema is against this code's migrations; one short read (a readiness probe calls it)."""
