@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, ParamSpec, TypeVar
 
+from mailroom.adapters.liveness import kept_alive
 from mailroom.adapters.passwords import Argon2PasswordHasher
 from mailroom.adapters.secrets import FernetSecretBox
 from mailroom.adapters.smtp.mime import StdlibMessageBuilder
@@ -213,7 +214,8 @@ class Mailroom:
                 loop.add_signal_handler(signum, worker.stop)
         await self.wakeup.start()  # LISTEN (PostgreSQL) or a local socket (SQLite): other processes wake it
         try:
-            await worker.run(until_idle=until_idle)
+            async with kept_alive(self.settings.worker_liveness_file, self.settings.worker_liveness_interval_seconds):
+                await worker.run(until_idle=until_idle)
         finally:
             await self.wakeup.stop()
             if handle_signals:

@@ -264,7 +264,8 @@ class SmtpSession(Protocol):
         """Whether the connection can take the next mail (checked with NOOP after an idle spell)."""
 
     async def close(self) -> None:
-        """QUIT and close; never raises."""
+        """QUIT and close; never raises. Cancelled while waiting for QUIT's answer, it still closes the
+        connection (the worker cuts it so at the end of its grace period)."""
 
 
 class Transport(Protocol):

@@ -68,6 +68,13 @@ class Settings(BaseSettings):
     """Longest idle wait between queue looks when no wake-up signal can reach the worker (SQLite across
     processes, mails scheduled in the future). PostgreSQL workers wake on NOTIFY at once."""
     shutdown_grace_seconds: float = 20.0
+    """On SIGTERM a worker finishes in-flight mails this long, then gives back the rest and exits (a
+    supervisor's stop timeout should allow this plus a few seconds)."""
+    worker_liveness_file: str | None = None
+    """A file the worker touches while it runs, for `mailroom worker --check-alive` (container HEALTHCHECK,
+    a systemd timer); unset: none."""
+    worker_liveness_interval_seconds: float = 10.0
+    """How often the worker touches its liveness file; the check allows three times this by default."""
 
     retry_base_delay_seconds: float = 60.0
     retry_factor: float = 2.0
@@ -135,7 +142,8 @@ class Settings(BaseSettings):
         "max_attachment_bytes", "max_message_bytes", "worker_batch_size", "worker_batch_bytes",
         "smtp_connections_per_server", "lease_seconds", "poll_interval_seconds", "retention_batch_size",
         "retention_interval_seconds", "min_password_length", "verification_code_hours", "reset_code_hours",
-        "login_max_failures", "server_cooldown_seconds", "idempotency_window_seconds")
+        "login_max_failures", "server_cooldown_seconds", "idempotency_window_seconds",
+        "worker_liveness_interval_seconds")
     _PORTS: ClassVar[tuple[str, ...]] = ("web_port", "dev_sink_port")
 
     def __init__(self, **values: Any) -> None:

@@ -37,6 +37,10 @@ class UsageProblem(Exception):
     """Options that do not fit together, or a file that cannot be read: the caller must change the call."""
 
 
+class WorkerNotAlive(Exception):
+    """``worker --check-alive``: the liveness file is missing or too old."""
+
+
 class ProbeFailed(Exception):
     """An ``smtp test`` step failed; the steps were already printed."""
 
@@ -60,6 +64,7 @@ EXIT_CODES: tuple[tuple[type[BaseException], int], ...] = (
     (DeliveryError, FAILURE),
     (StorageError, FAILURE),
     (ProbeFailed, FAILURE),
+    (WorkerNotAlive, FAILURE),
 )
 
 

@@ -14,7 +14,7 @@ from fastapi import Depends, FastAPI, Request, Response
 from fastapi.staticfiles import StaticFiles
 
 from mailroom.app import Mailroom
-from mailroom.web import api, errors
+from mailroom.web import api, errors, probes
 from mailroom.web.context import WebState
 from mailroom.web.pages import activate_page_language
 from mailroom.web.security import AccountRequestLimits, SecurityHeaders, SessionCookies, redact_access_log
@@ -36,6 +36,8 @@ def create_app(room: Mailroom | None = None) -> FastAPI:
 
     @app.middleware("http")
     async def session_cookie(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        if request.url.path.removeprefix(request.scope.get("root_path", "")) in probes.PROBE_PATHS:
+            return await call_next(request)  # a probe gets no cookie: it would be a new session every time
         session = cookies.load(request)
         request.state.web_session = session
         response = await call_next(request)
@@ -47,6 +49,7 @@ def create_app(room: Mailroom | None = None) -> FastAPI:
     errors.install(app)
     app.mount("/static", StaticFiles(directory=str(resources.files("mailroom.web") / "static")), name="static")
     app.include_router(api.router, prefix="/api/v1")
+    app.include_router(probes.router)
     for module in (account, overview, mail_test, log, templates, servers, users):
         app.include_router(module.router, dependencies=[Depends(activate_page_language)])
     return app

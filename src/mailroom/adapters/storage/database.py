@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import (
     ArgumentError,
@@ -25,7 +27,12 @@ from sqlalchemy.exc import (
 
 from mailroom.errors import ConfigurationError, StorageError, StorageUnavailable
 
+if TYPE_CHECKING:
+    from alembic.config import Config
+
 MIGRATIONS = Path(__file__).parent / "migrations"
+VERSION_TABLE = "mailroom_alembic_version"  # migrations/env.py keeps its revision there
+MIGRATION_LOCK = int.from_bytes(b"mailroom", "big")  # PostgreSQL advisory lock held while migrating
 
 logger = logging.getLogger("mailroom.storage")
 
@@ -93,13 +100,28 @@ class Database:
     def migrate(self) -> None:
         """Bring the schema to the newest revision (Alembic ``upgrade head``)."""
         from alembic import command
-        from alembic.config import Config
 
-        config = Config()
-        config.set_main_option("script_location", str(MIGRATIONS))
-        with self._translated(), self.engine.begin() as conn:
-            config.attributes["connection"] = conn
-            command.upgrade(config, "head")
+        config = _alembic_config()
+        # Processes starting together (a web app and its workers) all migrate: one at a time, so the first
+        # does the work and the others find it done, instead of creating the tables twice or, on SQLite,
+        # meeting as two readers that both want to write (SQLITE_BUSY at once, busy_timeout or not).
+        with self._translated(), self.engine.connect() as conn:
+            if self.dialect == "sqlite":
+                conn = conn.execution_options(mailroom_write=True)  # BEGIN IMMEDIATE: the write lock first
+            with conn.begin():
+                if self.is_postgres:
+                    conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
+                config.attributes["connection"] = conn
+                command.upgrade(config, "head")
+
+    def schema_revision(self) -> SchemaRevision:
+        """Where the schema is against this code's migrations; one short read (a readiness probe calls it)."""
+        from alembic.runtime.migration import MigrationContext
+
+        with self.read() as conn:
+            current = MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE}).get_current_revision()
+        known = known_revisions()
+        return SchemaRevision(current=current, head=known[0], known=current is None or current in known)
 
     def dispose(self) -> None:
         self.engine.dispose()
@@ -108,6 +130,37 @@ class Database:
 # SQLite reports a missing table like a locked or full database (OperationalError): only these are worth
 # trying again; PostgreSQL's OperationalError is about the connection or the server, always transient.
 _SQLITE_TRANSIENT = ("locked", "busy", "disk is full", "disk i/o error", "unable to open", "readonly database")
+
+
+@dataclass(frozen=True, slots=True)
+class SchemaRevision:
+    current: str | None
+    """The revision the database is at; None before the first migration."""
+    head: str
+    """The newest revision of this code."""
+    known: bool
+    """False when the database was migrated by a newer mailroom than this one."""
+
+    @property
+    def at_head(self) -> bool:
+        return self.current == self.head
+
+
+def _alembic_config() -> Config:
+    from alembic.config import Config  # alembic is loaded only when migrating or checking the schema
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    return config
+
+
+@functools.cache
+def known_revisions() -> tuple[str, ...]:
+    """This code's revisions, the head first (read from the migration files once per process)."""
+    from alembic.script import ScriptDirectory
+
+    scripts = ScriptDirectory.from_config(_alembic_config())
+    return tuple(script.revision for script in scripts.walk_revisions())
 
 
 def _transient(exc: SQLAlchemyError) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from alembic import context
 
+from mailroom.adapters.storage.database import VERSION_TABLE
 from mailroom.adapters.storage.tables import metadata
 
 connection = context.config.attributes.get("connection")
@@ -13,7 +14,7 @@ if connection is None:
 context.configure(
     connection=connection,
     target_metadata=metadata,
-    version_table="mailroom_alembic_version",
+    version_table=VERSION_TABLE,
     render_as_batch=connection.dialect.name == "sqlite",
 )
 with context.begin_transaction():
