@@ -4,26 +4,25 @@ Commands are thin: parse options, call a use case as the SYSTEM subject, print. 
 on stderr and an exit code from :mod:`mailroom.cli.errors`.
 """
 
-import asyncio
 import sys
 import time
 from collections.abc import Sequence
-from importlib import metadata
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from mailroom.adapters.secrets import generate_key
-from mailroom.app import Mailroom
 from mailroom.cli import dev as dev_commands
 from mailroom.cli import mail as mail_commands
-from mailroom.cli.context import CliState, mailroom, setup_logging
+from mailroom.cli.context import HELP_LAYOUT, CliState, mailroom, setup_logging
 from mailroom.cli.errors import OK, exit_code_for, one_line
 from mailroom.cli.smtp import smtp_app
 from mailroom.cli.templates import templates_app
 from mailroom.cli.users import permissions, users_app
 from mailroom.errors import StorageUnavailable
+
+if TYPE_CHECKING:
+    from mailroom.app import Mailroom
 
 app = typer.Typer(
     name="mailroom",
@@ -32,11 +31,14 @@ app = typer.Typer(
     # Tracebacks with locals could print a decrypted SMTP password; errors are reported by main().
     pretty_exceptions_enable=False,
     add_completion=False,
+    **HELP_LAYOUT,
 )
 
 
 def _version(value: bool) -> None:
     if value:
+        from importlib import metadata
+
         try:
             version = metadata.version("mailroom")
         except metadata.PackageNotFoundError:
@@ -76,12 +78,14 @@ app.command("dev")(dev_commands.dev)
 @app.command("worker")
 def worker(ctx: typer.Context) -> None:
     """Deliver queued mail until SIGTERM or Ctrl-C (in-flight mails are finished first)."""
+    import asyncio
+
     room = _when_the_database_answers(ctx)
     setup_logging(room.settings.log_level)
     asyncio.run(room.run_worker(handle_signals=True))
 
 
-def _when_the_database_answers(ctx: typer.Context) -> Mailroom:
+def _when_the_database_answers(ctx: typer.Context) -> "Mailroom":
     """The facade, waiting (with backoff, up to 10 s between tries) while the database cannot be reached: a
     worker started during a database restart or outage waits for it, as a running one does, instead of exiting."""
     delay = 0.5
@@ -116,6 +120,8 @@ def serve(
 @app.command("keygen")
 def keygen() -> None:
     """Print a new secret key for MAILROOM_SECRET_KEY (encrypts stored SMTP passwords)."""
+    from mailroom.adapters.secrets import generate_key
+
     typer.echo(generate_key())
 
 

@@ -9,17 +9,20 @@ import re
 import sys
 from collections.abc import Iterable
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from mailroom.domain.log import LogPage
-from mailroom.domain.outbox import MailStatus, OutgoingMail
-from mailroom.domain.servers import SmtpServer
-from mailroom.ports import ProbeStep
+from mailroom.domain.outbox import MailStatus
+
+if TYPE_CHECKING:
+    from mailroom.domain.log import LogPage
+    from mailroom.domain.outbox import OutgoingMail
+    from mailroom.domain.servers import SmtpServer
+    from mailroom.ports import ProbeStep
 
 STATUS_STYLES = {
     MailStatus.QUEUED: "cyan", MailStatus.SENDING: "blue", MailStatus.DEFERRED: "yellow",

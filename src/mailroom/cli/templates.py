@@ -6,14 +6,13 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from mailroom.adapters.templates.folder import read_folder, read_zip, write_folder, write_zip
 from mailroom.cli import output
-from mailroom.cli.context import mailroom
+from mailroom.cli.context import command_group, mailroom
 from mailroom.cli.errors import UsageProblem
 from mailroom.cli.mail import read_text
 from mailroom.domain.permissions import SYSTEM
 
-templates_app = typer.Typer(help="Manage mail templates (sets of templates per locale).", no_args_is_help=True)
+templates_app = command_group("Manage mail templates (sets of templates per locale).")
 
 SetArgument = Annotated[str, typer.Argument(metavar="SET", help="The template set's id, e.g. mailroom.account.")]
 NameArgument = Annotated[str, typer.Argument(metavar="NAME", help="The template's name.")]
@@ -151,6 +150,8 @@ def export(ctx: typer.Context, set_id: SetArgument,
            out: Annotated[Path | None, typer.Option("--out", "-o", help="A folder, or a file ending in .zip "
                                                     "(default: a folder named after the set).")] = None) -> None:
     """Write a set to files, to keep it in git or move it to another installation."""
+    from mailroom.adapters.templates.folder import write_folder, write_zip
+
     template_set, templates = mailroom(ctx).templates.export_set(SYSTEM, set_id)
     target = out or Path(set_id)
     if target.suffix == ".zip":
@@ -165,6 +166,8 @@ def import_(ctx: typer.Context,
             source: Annotated[Path, typer.Argument(metavar="PATH", help="A set folder or a .zip.", exists=True)]
             ) -> None:
     """Create or update a set from files; every changed template gets a new version."""
+    from mailroom.adapters.templates.folder import read_folder, read_zip
+
     if source.is_dir():
         template_set, templates = read_folder(source)
     else:
