@@ -9,7 +9,7 @@ from rich.table import Table
 from mailroom.cli import output
 from mailroom.cli.context import command_group, mailroom
 from mailroom.cli.errors import UsageProblem
-from mailroom.cli.mail import read_text
+from mailroom.cli.mail import check_smtp_hint, read_text
 from mailroom.domain.permissions import SYSTEM
 
 templates_app = command_group("Manage mail templates (sets of templates per locale).")
@@ -17,11 +17,20 @@ templates_app = command_group("Manage mail templates (sets of templates per loca
 SetArgument = Annotated[str, typer.Argument(metavar="SET", help="The template set's id, e.g. mailroom.account.")]
 NameArgument = Annotated[str, typer.Argument(metavar="NAME", help="The template's name.")]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
-Language = Annotated[str | None, typer.Option("--language", "-l", help="Wanted language, e.g. de or de_CH; the "
-                                              "closest available locale is used.")]
+WantedLocale = Annotated[str | None, typer.Option("--locale", "-l", help="Wanted locale, e.g. de or de_CH; the "
+                                                  "closest available one is used.")]
+# The name render and send had before `show` and `restore` settled it: still accepted, no longer shown.
+LanguageAlias = Annotated[str | None, typer.Option("--language", hidden=True, help="Same as --locale.")]
+ExactLocale = Annotated[str, typer.Option("--locale", "-l", help="The locale, e.g. en or de_CH.")]
 ModelOption = Annotated[str | None, typer.Option("--model", help="The model as a JSON object.")]
 ModelFile = Annotated[Path | None, typer.Option("--model-file", help="Read the JSON model from a file ('-' for "
                                                 "stdin).", dir_okay=False)]
+
+
+def wanted_locale(locale: str | None, language: str | None) -> str | None:
+    if locale is not None and language is not None:
+        raise UsageProblem("give the locale once, with --locale (--language is its old name)")
+    return locale if locale is not None else language
 
 
 def model_text(model: str | None, model_file: Path | None) -> str | None:
@@ -31,7 +40,7 @@ def model_text(model: str | None, model_file: Path | None) -> str | None:
 
 
 @templates_app.command("list")
-def list_(ctx: typer.Context, set_id: Annotated[str | None, typer.Argument(metavar="[SET]",
+def list_(ctx: typer.Context, set_id: Annotated[str | None, typer.Argument(metavar="SET",
                                                                              help="List this set's templates.")] = None,
           as_json: JsonOption = False) -> None:
     """List template sets, or the templates of one set with the translations they lack."""
@@ -74,7 +83,7 @@ def _summary(template: object) -> dict[str, object]:
 
 @templates_app.command("show")
 def show(ctx: typer.Context, set_id: SetArgument, name: NameArgument,
-         locale: Annotated[str, typer.Option("--locale", help="The locale to show.")] = "en",
+         locale: ExactLocale = "en",
          versions: Annotated[bool, typer.Option("--versions", help="List the saved versions.")] = False,
          diff: Annotated[tuple[int, int] | None, typer.Option("--diff", metavar="OLD NEW",
                                                               help="Show what changed between two versions.")] = None,
@@ -110,10 +119,11 @@ def show(ctx: typer.Context, set_id: SetArgument, name: NameArgument,
 
 
 @templates_app.command("render")
-def render(ctx: typer.Context, set_id: SetArgument, name: NameArgument, language: Language = None,
-           model: ModelOption = None, model_file: ModelFile = None, as_json: JsonOption = False) -> None:
+def render(ctx: typer.Context, set_id: SetArgument, name: NameArgument, locale: WantedLocale = None,
+           model: ModelOption = None, model_file: ModelFile = None, as_json: JsonOption = False,
+           language: LanguageAlias = None) -> None:
     """Render a preview: subject, HTML and text (with the declared sample values when no model is given)."""
-    rendered = mailroom(ctx).templates.preview(SYSTEM, set_id, name, language=language,
+    rendered = mailroom(ctx).templates.preview(SYSTEM, set_id, name, language=wanted_locale(locale, language),
                                                model=model_text(model, model_file))
     if as_json:
         output.print_json(rendered)
@@ -128,17 +138,19 @@ def render(ctx: typer.Context, set_id: SetArgument, name: NameArgument, language
 @templates_app.command("send")
 def send(ctx: typer.Context, set_id: SetArgument, name: NameArgument,
          to: Annotated[list[str], typer.Option("--to", help="Recipient; repeat for more.")],
-         language: Language = None, model: ModelOption = None, model_file: ModelFile = None,
+         locale: WantedLocale = None, model: ModelOption = None, model_file: ModelFile = None,
          cc: Annotated[list[str] | None, typer.Option("--cc", help="Cc recipient.")] = None,
          bcc: Annotated[list[str] | None, typer.Option("--bcc", help="Bcc recipient.")] = None,
          smtp_hint: Annotated[str | None, typer.Option("--smtp-hint", help="SMTP server to try first.")] = None,
-         as_json: JsonOption = False) -> None:
+         as_json: JsonOption = False, language: LanguageAlias = None) -> None:
     """Render a template with a JSON model and queue it; prints the mail id."""
     text = model_text(model, model_file)
     if text is None:
         raise UsageProblem("give the model with --model '{...}' or --model-file FILE")
-    mail_id = mailroom(ctx).send_template_mail(SYSTEM, to=to, cc=cc or [], bcc=bcc or [], set_id=set_id, name=name,
-                                               language=language, model=text, smtp_hint=smtp_hint)
+    room = mailroom(ctx)
+    check_smtp_hint(room, smtp_hint)
+    mail_id = room.send_template_mail(SYSTEM, to=to, cc=cc or [], bcc=bcc or [], set_id=set_id, name=name,
+                                      language=wanted_locale(locale, language), model=text, smtp_hint=smtp_hint)
     if as_json:
         output.print_json({"id": mail_id})
     else:
@@ -178,7 +190,7 @@ def import_(ctx: typer.Context,
 
 @templates_app.command("restore")
 def restore(ctx: typer.Context, set_id: SetArgument, name: NameArgument,
-            locale: Annotated[str, typer.Option("--locale", help="The locale to restore.")] = "en",
+            locale: ExactLocale = "en",
             version: Annotated[int | None, typer.Option("--version", help="Restore this saved version instead of "
                                                         "the built-in default.")] = None) -> None:
     """Bring a built-in template back to its default, or any template back to a saved version."""
