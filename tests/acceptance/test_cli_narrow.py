@@ -4,6 +4,7 @@ operator types and scans for on one line, help reads right, and usage errors say
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -77,3 +78,49 @@ def test_templates_take_the_locale_under_one_name(cli: Cli) -> None:
     assert "--locale" in cli.err("templates", "render", "mailroom.account", "password_changed", "--locale", "de",
                                  "--language", "en", code=1)
     assert "Passwort" in cli.out("templates", "show", "mailroom.account", "password_changed", "-l", "de")
+
+
+@pytest.mark.parametrize("columns", ["80", None], ids=["80-columns", "pipe"])
+def test_the_log_keeps_id_status_recipient_and_time_at_80_columns(cli: Cli, columns: str | None) -> None:
+    if columns is None:
+        del cli.env["COLUMNS"]  # a pipe without COLUMNS: Rich assumes 80
+    long_one = cli.out("send", "--to", LONG_RECIPIENT, "--subject", LONG_SUBJECT, "--text", "x").strip()
+    short_one = cli.out("send", "--to", "a@example.org", "--subject", "hi", "--text", "x",
+                        "--send-at", "2999-01-01T09:00").strip()
+    cli.out("cancel", short_one)
+    table = lines_of(cli.out("log"))
+    assert all(len(line) <= 80 for line in table), "\n".join(table)
+    [long_row] = [line for line in table if long_one in line]
+    [short_row] = [line for line in table if short_one in line]
+    assert " queued " in long_row and " cancelled " in short_row
+    assert "accounts-payable" in long_row and "…" in long_row  # cut, not wrapped onto a second line
+    assert "a@example.org" in short_row
+    assert re.search(r"\d\d-\d\d \d\d:\d\d:\d\d", long_row) and re.search(r"\d\d-\d\d \d\d:\d\d:\d\d", short_row)
+    assert "left out at this width: subject" in table[-1]
+
+
+def test_the_log_shows_more_columns_when_wider(cli: Cli) -> None:
+    cli.env["COLUMNS"] = "160"
+    mail_id = cli.out("send", "--to", LONG_RECIPIENT, "--subject", LONG_SUBJECT, "--text", "x").strip()
+    [row] = [line for line in lines_of(cli.out("log")) if mail_id in line]
+    assert "Your invoice for the whole" in row and LONG_RECIPIENT[:20] in row and len(row) <= 160
+
+
+def test_smtp_and_template_lists_are_one_line_per_entry_at_80_columns(cli: Cli) -> None:
+    cli.out("smtp", "add", "relay-primary", "--host", "smtp.mailprovider.example.com", "--username",
+            "someone@example.com", "--password-env", "MR_PW", "--sender", "noreply@example.org",
+            env={"MR_PW": "secret"})
+    servers = lines_of(cli.out("smtp", "list"))
+    assert all(len(line) <= 80 for line in servers), "\n".join(servers)
+    [row] = [line for line in servers if "relay-primary" in line]
+    assert "smtp.mailprovider.example.com:587" in row and "starttls" in row
+    assert len(servers) == 4  # title, header, the server, what was left out
+
+    sets = lines_of(cli.out("templates", "list"))
+    assert all(len(line) <= 80 for line in sets), "\n".join(sets)
+    assert any(line.startswith("mailroom.account ") for line in sets)  # the id whole, as it is typed
+    templates = lines_of(cli.out("templates", "list", "mailroom.account"))
+    assert all(len(line) <= 80 for line in templates), "\n".join(templates)
+    names = {line.split()[0] for line in templates[2:] if not line.startswith("left out")}
+    assert {"registration_confirmation", "password_reset", "layout"} <= names
+    assert len(templates) == 2 + 12 + 1  # title, header, one line per template, what was left out

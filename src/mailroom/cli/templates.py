@@ -4,12 +4,12 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from mailroom.cli import output
 from mailroom.cli.context import command_group, mailroom
 from mailroom.cli.errors import UsageProblem
 from mailroom.cli.mail import check_smtp_hint, read_text
+from mailroom.cli.output import Column
 from mailroom.domain.permissions import SYSTEM
 
 templates_app = command_group("Manage mail templates (sets of templates per locale).")
@@ -39,6 +39,16 @@ def model_text(model: str | None, model_file: Path | None) -> str | None:
     return read_text(model_file, "--model-file") if model_file is not None else model
 
 
+# Set ids and template names are typed in other commands: never cut, never wrapped.
+SET_COLUMNS = (Column("id"), Column("name", share=1), Column("default locale", rank=1),
+               Column("tags", rank=3, share=1, min_width=8), Column("description", rank=2, share=3, min_width=16))
+TEMPLATE_COLUMNS = (Column("name"), Column("kind", rank=2), Column("locale"), Column("version", justify="right"),
+                    Column("updated at", rank=3), Column("by", rank=4, share=1, min_width=8),
+                    Column("subject", rank=1, share=3, min_width=16))
+VERSION_COLUMNS = (Column("version", justify="right"), Column("saved at"), Column("by", rank=2, share=1),
+                   Column("subject", rank=1, share=3, min_width=16))
+
+
 @templates_app.command("list")
 def list_(ctx: typer.Context, set_id: Annotated[str | None, typer.Argument(metavar="SET",
                                                                              help="List this set's templates.")] = None,
@@ -50,28 +60,21 @@ def list_(ctx: typer.Context, set_id: Annotated[str | None, typer.Argument(metav
         if as_json:
             output.print_json(sets)
             return
-        table = Table(title="Template sets", title_justify="left")
-        for column in ("id", "name", "default locale", "tags", "description"):
-            table.add_column(column, overflow="fold")
-        for s in sets:
-            table.add_row(output.text(s.id), output.text(s.name), output.text(s.default_locale),
-                          output.text(", ".join(s.tags)), output.text(s.description))
-        output.console().print(table)
+        output.print_rows("Template sets", SET_COLUMNS, [
+            (output.text(s.id), output.text(s.name), output.text(s.default_locale), output.text(", ".join(s.tags)),
+             output.text(s.description)) for s in sets])
         return
     templates = room.templates.list_templates(SYSTEM, set_id)
     missing = room.templates.missing_translations(SYSTEM, set_id)
     if as_json:
         output.print_json({"templates": [_summary(t) for t in templates], "missing_translations": missing})
         return
-    table = Table(title=f"Templates of {set_id}", title_justify="left")
-    for column in ("name", "kind", "locale", "version", "updated at", "by", "subject"):
-        table.add_column(column, overflow="fold")
-    for t in templates:
-        table.add_row(output.text(t.name), output.text(t.kind), output.text(t.locale), output.text(t.version),
-                      output.text(output.when(t.updated_at)), output.text(t.updated_by), output.text(t.subject))
-    if missing:
-        table.caption = "missing translations: " + ", ".join(f"{m.name} ({m.locale})" for m in missing)
-    output.console().print(table)
+    rows = [(output.text(t.name), output.text(t.kind), output.text(t.locale), output.text(t.version),
+             output.text(output.when(t.updated_at, short=True)), output.text(t.updated_by), output.text(t.subject))
+            for t in templates]
+    missing_text = ", ".join(f"{m.name} ({m.locale})" for m in missing)
+    output.print_rows(f"Templates of {output.printable(set_id)}", TEMPLATE_COLUMNS, rows,
+                      f"missing translations: {missing_text}" if missing else "")
 
 
 def _summary(template: object) -> dict[str, object]:
@@ -98,13 +101,9 @@ def show(ctx: typer.Context, set_id: SetArgument, name: NameArgument,
         if as_json:
             output.print_json(found)
             return
-        table = Table(title=f"Versions of {set_id}/{name}.{locale}", title_justify="left")
-        for column in ("version", "saved at", "by", "subject"):
-            table.add_column(column, overflow="fold")
-        for v in found:
-            table.add_row(output.text(v.version), output.text(output.when(v.saved_at)), output.text(v.saved_by),
-                          output.text(v.subject))
-        output.console().print(table)
+        output.print_rows(output.printable(f"Versions of {set_id}/{name}.{locale}"), VERSION_COLUMNS, [
+            (output.text(v.version), output.text(output.when(v.saved_at)), output.text(v.saved_by),
+             output.text(v.subject)) for v in found])
         return
     template = room.templates.get_template(SYSTEM, set_id, name, locale)
     if as_json:
