@@ -8,6 +8,7 @@ import contextlib
 import os
 import secrets
 import signal
+import socket
 from collections.abc import Coroutine, Iterator
 from email.parser import BytesHeaderParser
 from email.policy import default as default_policy
@@ -19,7 +20,7 @@ import uvicorn
 
 from mailroom.adapters.smtp.dev_sink import DevSink, ReceivedMail
 from mailroom.app import Mailroom
-from mailroom.cli.context import mailroom, setup_logging
+from mailroom.cli.context import mailroom, setup_logging, state
 from mailroom.domain.permissions import SYSTEM
 from mailroom.domain.servers import Security, ServerSettings
 from mailroom.errors import ConfigurationError, ServerNotFound
@@ -109,19 +110,25 @@ class StackServer(uvicorn.Server):
         yield
 
 
-def web_server(room: Mailroom, host: str, port: int) -> StackServer:
+def take_web_port(host: str, port: int) -> socket.socket:
+    """A listening socket on the web port, taken before anything else happens (see :func:`run_dev`)."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+        sock.listen(2048)  # listening holds the port: another process cannot bind it in between
+    except OSError as exc:
+        sock.close()
+        raise ConfigurationError(f"the web server cannot listen on {host}:{port}: {exc.strerror or exc}; choose "
+                                 "another port with --port or MAILROOM_WEB_PORT", field="web_port") from exc
+    return sock
+
+
+def web_server(room: Mailroom) -> StackServer:
     from mailroom.web import create_app
 
-    config = uvicorn.Config(create_app(room), host=host, port=port, log_level="warning", access_log=False)
+    config = uvicorn.Config(create_app(room), log_level="warning", access_log=False)
     return StackServer(config)
-
-
-async def serve_without_signal_handlers(server: StackServer) -> None:
-    try:
-        await server.serve()
-    except SystemExit as exc:  # uvicorn exits when it cannot bind
-        raise ConfigurationError(f"the web server could not start on port {server.config.port}: choose another "
-                                 "with --port or MAILROOM_WEB_PORT", field="web_port") from exc
 
 
 def ensure_first_admin(room: Mailroom, login_url: str) -> str:
@@ -139,32 +146,41 @@ def ensure_first_admin(room: Mailroom, login_url: str) -> str:
 
 def run_dev(ctx: typer.Context, sink_port: int | None, sink_dir: Path | None, port: int | None, web: bool) -> None:
     """The development stack until SIGINT or SIGTERM."""
-    room = mailroom(ctx)
-    setup_logging(room.settings.log_level)
-    sink_port = room.settings.dev_sink_port if sink_port is None else sink_port
-    web_port = room.settings.web_port if port is None else port
-    dev_sink = start_sink(DEV_HOST, sink_port, sink_dir)
+    settings = state(ctx).settings()
+    setup_logging(settings.log_level)
+    sink_port = settings.dev_sink_port if sink_port is None else sink_port
+    web_port = settings.web_port if port is None else port
+    # Both ports are taken before the database is touched: a second `mailroom dev` whose port is taken must
+    # fail without pointing the shared "dev-sink" server at its own sink (the running instance would then
+    # defer every mail).
+    web_socket = take_web_port(settings.web_host, web_port) if web else None
     try:
-        ensure_dev_server(room, dev_sink.port)
-        web_url = f"http://{room.settings.web_host}:{web_port}"
-        if web:
-            typer.echo(ensure_first_admin(room, f"{web_url}/login"))
-        where = f"web UI on {web_url}, " if web else ""
-        typer.echo(
-            f"mailroom dev: {where}SMTP sink on {DEV_HOST}:{dev_sink.port} (server {DEV_SERVER!r}), worker "
-            "running; Ctrl-C stops.\n"
-            "  send a mail:  mailroom send --to a@example.org --subject hi --text x\n"
-            "  see the log:  mailroom log"
-        )
-        asyncio.run(run_stack(room, web_port if web else None))
+        dev_sink = start_sink(DEV_HOST, sink_port, sink_dir)
+        try:
+            room = mailroom(ctx)
+            ensure_dev_server(room, dev_sink.port)
+            web_url = f"http://{settings.web_host}:{web_port}"
+            if web:
+                typer.echo(ensure_first_admin(room, f"{web_url}/login"))
+            where = f"web UI on {web_url}, " if web else ""
+            typer.echo(
+                f"mailroom dev: {where}SMTP sink on {DEV_HOST}:{dev_sink.port} (server {DEV_SERVER!r}), worker "
+                "running; Ctrl-C stops.\n"
+                "  send a mail:  mailroom send --to a@example.org --subject hi --text x\n"
+                "  see the log:  mailroom log"
+            )
+            asyncio.run(run_stack(room, web_socket))
+        finally:
+            dev_sink.stop()
     finally:
-        dev_sink.stop()
+        if web_socket is not None:
+            web_socket.close()
 
 
-async def run_stack(room: Mailroom, web_port: int | None) -> None:
+async def run_stack(room: Mailroom, web_socket: socket.socket | None) -> None:
     """Worker and (optionally) web server in one event loop; SIGINT/SIGTERM stop both gracefully."""
     worker = room.create_worker()
-    server = web_server(room, room.settings.web_host, web_port) if web_port is not None else None
+    server = web_server(room) if web_socket is not None else None
     loop = asyncio.get_running_loop()
 
     def stop() -> None:
@@ -176,8 +192,8 @@ async def run_stack(room: Mailroom, web_port: int | None) -> None:
         loop.add_signal_handler(signum, stop)
     try:
         jobs: list[Coroutine[Any, Any, object]] = [room.run_worker(worker=worker)]
-        if server is not None:
-            jobs.append(serve_without_signal_handlers(server))
+        if server is not None and web_socket is not None:
+            jobs.append(server.serve(sockets=[web_socket]))
         await asyncio.gather(*jobs)
     finally:
         for signum in (signal.SIGINT, signal.SIGTERM):
