@@ -268,8 +268,11 @@ def test_send_deliver_and_inspect_with_a_worker_process(cli: Cli, smtpd: tuple[R
 def test_retry_cancel_and_delete(cli: Cli) -> None:
     mail_id = cli.out("send", "--to", "a@example.org", "--subject", "later", "--text", "x",
                       "--send-at", "2999-01-01T09:00").strip()
+    assert cli.err("retry", mail_id, code=2).endswith("only failed, cancelled or deferred mails can be retried")
     assert "cancelled" in cli.out("cancel", mail_id)
-    assert "cancelled" in cli.err("cancel", mail_id, code=2)  # already final: an invalid transition
+    # already final: an invalid transition, said in a whole sentence
+    assert cli.err("cancel", mail_id, code=2).endswith("it is cancelled, and only queued or deferred mails can be "
+                                                       "cancelled")
     assert "queued" in cli.out("retry", mail_id)
     assert cli.out("delete", mail_id).strip() == "deleted 1 mail(s)"
     cli.err("delete", mail_id, code=2)

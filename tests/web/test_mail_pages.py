@@ -195,7 +195,7 @@ def test_bulk_actions_on_a_selection(admin: TestClient, room: Mailroom) -> None:
     assert {room.get_mail(SYSTEM, i).status for i in (a, b)} == {MailStatus.CANCELLED}
     page = admin.post("/log/actions", data={"csrf_token": csrf(admin), "action": "retry", "ids": [a, c]})
     assert "1 mail queued again." in page.text
-    assert "1 mail was skipped: only failed or cancelled mails" in page.text
+    assert "1 mail was skipped: only failed, cancelled or deferred mails" in page.text
     assert room.get_mail(SYSTEM, a).status is MailStatus.QUEUED
     page = admin.post("/log/actions", data={"csrf_token": csrf(admin), "action": "delete", "ids": [a, b, c]})
     assert "3 mails deleted." in page.text and "0 entries" in page.text

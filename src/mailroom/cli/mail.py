@@ -194,10 +194,15 @@ def show(
 
 
 def retry(ctx: typer.Context,
-          mail_id: Annotated[str, typer.Argument(metavar="ID", help="A failed or cancelled mail.")]) -> None:
-    """Queue a failed or cancelled mail again."""
+          mail_id: Annotated[str, typer.Argument(metavar="ID", help="A failed, cancelled or deferred "
+                                                 "mail.")]) -> None:
+    """Queue a failed or cancelled mail again; try a deferred one now instead of at its next attempt."""
     mail = mailroom(ctx).retry_mail(SYSTEM, mail_id)
-    typer.echo(f"mail {mail.id} is {mail.status} again")
+    if mail.status is MailStatus.DEFERRED:
+        typer.echo(f"mail {mail.id} is due now (deferred after {mail.attempts} attempt(s)); a running worker "
+                   "tries it at once")
+    else:
+        typer.echo(f"mail {mail.id} is {mail.status} again")
 
 
 def cancel(ctx: typer.Context,
