@@ -306,6 +306,24 @@ def test_eml_and_attachment_downloads(admin: TestClient, room: Mailroom, rich_ma
     assert admin.get(f"/log/{rich_mail}/parts/99").status_code == 404
 
 
+def test_a_deferred_mail_can_be_retried_now_from_its_page_and_through_the_api(admin: TestClient,
+                                                                              room: Mailroom) -> None:
+    waiting = [send(room, f"deferred {n}") for n in range(2)]
+    in_an_hour = datetime.now(UTC) + timedelta(hours=1)
+    with room.database.write() as conn:
+        conn.execute(update(mails).where(mails.c.id.in_(waiting)).values(
+            status=MailStatus.DEFERRED.value, attempts=1, next_attempt_at=in_an_hour, last_error="451 later"))
+    page = admin.get(f"/log/{waiting[0]}").text
+    assert f'formaction="/log/{waiting[0]}/retry"' in page
+    admin.post(f"/log/{waiting[0]}/retry", data={"csrf_token": csrf(admin), "back": f"/log/{waiting[0]}"})
+    answer = admin.post(f"/api/v1/mails/{waiting[1]}/retry")
+    assert answer.status_code == 200 and answer.json()["status"] == "deferred"
+    for mail_id in waiting:
+        mail = room.get_mail(SYSTEM, mail_id)
+        assert mail.status is MailStatus.DEFERRED and mail.attempts == 1
+        assert mail.next_attempt_at is not None and mail.next_attempt_at < in_an_hour - timedelta(minutes=30)
+
+
 def test_detail_actions_go_back_to_the_right_page(admin: TestClient, room: Mailroom) -> None:
     mail_id = send(room, "act on me")
     page = admin.get(f"/log/{mail_id}").text
