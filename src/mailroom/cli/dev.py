@@ -10,6 +10,7 @@ from typing import Annotated
 
 import typer
 
+# Where the sink listens (and the dev-sink server points): this host only.
 DEV_HOST = "127.0.0.1"
 
 

@@ -21,12 +21,12 @@ import uvicorn
 from mailroom.adapters.smtp.dev_sink import DevSink, ReceivedMail
 from mailroom.app import Mailroom
 from mailroom.cli.context import mailroom, setup_logging, state
+from mailroom.cli.dev import DEV_HOST
 from mailroom.domain.permissions import SYSTEM
 from mailroom.domain.servers import Security, ServerSettings
 from mailroom.errors import ConfigurationError, ServerNotFound
 
 DEV_SERVER = "dev-sink"
-DEV_HOST = "127.0.0.1"
 DEV_PRIORITY = 1000
 # From of mails that name none; example.org is reserved, so nothing could ever reach a real domain.
 DEV_SENDER = "mailroom-dev@example.org"
