@@ -284,10 +284,14 @@ class RateLimited(MailroomError):
 
 
 class InvalidTransition(MailroomError):
-    """The mail is not in a status that allows the operation."""
+    """The mail is not in a status that allows the operation.
 
-    def __init__(self, mail_id: str, status: str, operation: str, allowed: str) -> None:
-        super().__init__(f"cannot {operation} mail {mail_id!r}: it is {status}, and only {allowed} mails can be")
+    ``allowed`` names the mails that do, ``done`` the operation as a participle: "only failed, cancelled or
+    deferred mails can be retried".
+    """
+
+    def __init__(self, mail_id: str, status: str, operation: str, allowed: str, done: str) -> None:
+        super().__init__(f"cannot {operation} mail {mail_id!r}: it is {status}, and only {allowed} can be {done}")
         self.mail_id = mail_id
         self.status = status
         self.operation = operation

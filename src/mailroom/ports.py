@@ -141,7 +141,7 @@ class Outbox(Protocol):
         """When the earliest claimable mail becomes due, or None when the queue is empty."""
 
     def requeue(self, mail_id: str, now: datetime) -> OutgoingMail:
-        """Queue a failed or cancelled mail again."""
+        """Queue a failed or cancelled mail again; make a deferred one due now (attempts and answers kept)."""
 
     def cancel(self, mail_id: str, now: datetime) -> OutgoingMail:
         """Stop a queued or deferred mail."""

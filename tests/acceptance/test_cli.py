@@ -278,8 +278,11 @@ def test_send_deliver_and_inspect_with_a_worker_process(cli: Cli, smtpd: tuple[R
 def test_retry_cancel_and_delete(cli: Cli) -> None:
     mail_id = cli.out("send", "--to", "a@example.org", "--subject", "later", "--text", "x",
                       "--send-at", "2999-01-01T09:00").strip()
+    assert cli.err("retry", mail_id, code=2).endswith("only failed, cancelled or deferred mails can be retried")
     assert "cancelled" in cli.out("cancel", mail_id)
-    assert "cancelled" in cli.err("cancel", mail_id, code=2)  # already final: an invalid transition
+    # already final: an invalid transition, said in a whole sentence
+    assert cli.err("cancel", mail_id, code=2).endswith("it is cancelled, and only queued or deferred mails can be "
+                                                       "cancelled")
     assert "queued" in cli.out("retry", mail_id)
     assert cli.out("delete", mail_id).strip() == "deleted 1 mail(s)"
     cli.err("delete", mail_id, code=2)
@@ -338,3 +341,18 @@ def test_dev_runs_a_sink_and_a_worker(cli: Cli) -> None:
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+def test_dev_on_a_taken_web_port_fails_before_touching_the_database(cli: Cli) -> None:
+    running_sink_port = free_port()  # where the dev-sink server of a running `mailroom dev` points
+    cli.out("smtp", "add", "dev-sink", "--host", "127.0.0.1", "--port", str(running_sink_port), "--security", "none",
+            "--sender", "mailroom-dev@example.org")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        web_port = taken.getsockname()[1]
+        line = cli.err("dev", "--sink-port", str(free_port()), "--port", str(web_port), code=2)
+    assert f"cannot listen on 127.0.0.1:{web_port}" in line and "--port" in line
+    [server] = cli.json("smtp", "list")
+    assert server["port"] == running_sink_port  # the running instance still gets its mails
+    assert cli.json("user", "list") == []  # and no administrator was created either

@@ -26,7 +26,9 @@ from mailroom import (
 )
 from mailroom.adapters.storage.mail_store import SqlMailStore
 from mailroom.adapters.storage.tables import mail_contents, mail_recipients, mails
+from mailroom.domain.outbox import DeliveryAttempt
 from mailroom.domain.permissions import READ_MAIL
+from mailroom.ports import DeliveryResult
 
 
 @pytest.fixture
@@ -118,10 +120,13 @@ def test_bulk_send_and_search(mailroom: Mailroom) -> None:
 
 def test_cancel_retry_delete(mailroom: Mailroom) -> None:
     mail_id = mailroom.send_mail(SYSTEM, Mail(to="a@example.org", text="t"))
-    with pytest.raises(InvalidTransition, match="only failed or cancelled"):
+    # Whole sentences: the refusal once ended "...and only failed or cancelled mails can be".
+    with pytest.raises(InvalidTransition, match=r"it is queued, and only failed, cancelled or deferred mails can "
+                                                r"be retried$"):
         mailroom.retry_mail(SYSTEM, mail_id)
     assert mailroom.cancel_mail(SYSTEM, mail_id).status is MailStatus.CANCELLED
-    with pytest.raises(InvalidTransition):
+    with pytest.raises(InvalidTransition, match=r"it is cancelled, and only queued or deferred mails can be "
+                                                r"cancelled$"):
         mailroom.cancel_mail(SYSTEM, mail_id)
     assert mailroom.retry_mail(SYSTEM, mail_id).status is MailStatus.QUEUED
     assert mailroom.delete_mails(SYSTEM, [mail_id]) == 1
@@ -193,3 +198,37 @@ def test_a_claim_stops_at_its_byte_budget_and_gives_the_rest_back_unchanged(data
         # The first mail comes whatever its size, so a mail larger than the budget still goes out.
         one = store.claim(worker_id="w", limit=4, now=now, lease_seconds=60, max_bytes=10)
         assert [c.id for c in one] == ids[2:3] and one[0].message is not None
+
+
+def _deferred(room: Mailroom, *recipients: str, answers: dict[str, str]) -> str:
+    """A mail after one attempt that some recipients accepted and others deferred, due again in an hour."""
+    mail_id = room.send_mail(SYSTEM, Mail(to=list(recipients), subject="s", text="t", sender="me@example.org"))
+    [claim] = room.store.claim(worker_id="w", limit=1, now=datetime.now(UTC) + timedelta(seconds=1),
+                               lease_seconds=60)
+    room.store.record([DeliveryResult(
+        mail_id=mail_id, claim_token=claim.claim_token, status=MailStatus.DEFERRED,
+        next_attempt_at=datetime.now(UTC) + timedelta(hours=1), error="451 4.7.1 try again later",
+        recipients={email: (state, 250 if state == "accepted" else 451, "reply") for email, state in answers.items()},
+        all_recipients=claim.all_recipients,
+        attempt=DeliveryAttempt(number=claim.attempts, started_at=datetime.now(UTC), duration_ms=1,
+                                server_name="relay", outcome=MailStatus.DEFERRED))])
+    return mail_id
+
+
+def test_retry_now_makes_a_deferred_mail_due_keeping_its_attempts_and_answers(mailroom: Mailroom) -> None:
+    mail_id = _deferred(mailroom, "a@example.org", "b@example.org",
+                        answers={"a@example.org": "accepted", "b@example.org": "deferred"})
+    waiting = mailroom.get_mail(SYSTEM, mail_id)
+    assert waiting.status is MailStatus.DEFERRED and waiting.next_attempt_at is not None
+    assert waiting.next_attempt_at > datetime.now(UTC) + timedelta(minutes=30)
+    assert mailroom.store.claim(worker_id="w", limit=10, now=datetime.now(UTC), lease_seconds=60) == []
+
+    retried = mailroom.retry_mail(SYSTEM, mail_id)
+    assert retried.status is MailStatus.DEFERRED and retried.attempts == 1
+    assert retried.next_attempt_at is not None and retried.next_attempt_at <= datetime.now(UTC)
+    assert retried.last_error == "451 4.7.1 try again later"  # what happened stays visible until the attempt
+    assert {r.email: r.status.value for r in retried.recipients} == {"a@example.org": "accepted",
+                                                                     "b@example.org": "deferred"}
+    [again] = mailroom.store.claim(worker_id="w", limit=10, now=datetime.now(UTC) + timedelta(seconds=1),
+                                   lease_seconds=60)
+    assert again.id == mail_id and again.attempts == 2 and again.recipients == ("b@example.org",)

@@ -195,7 +195,7 @@ def test_bulk_actions_on_a_selection(admin: TestClient, room: Mailroom) -> None:
     assert {room.get_mail(SYSTEM, i).status for i in (a, b)} == {MailStatus.CANCELLED}
     page = admin.post("/log/actions", data={"csrf_token": csrf(admin), "action": "retry", "ids": [a, c]})
     assert "1 mail queued again." in page.text
-    assert "1 mail was skipped: only failed or cancelled mails" in page.text
+    assert "1 mail was skipped: only failed, cancelled or deferred mails" in page.text
     assert room.get_mail(SYSTEM, a).status is MailStatus.QUEUED
     page = admin.post("/log/actions", data={"csrf_token": csrf(admin), "action": "delete", "ids": [a, b, c]})
     assert "3 mails deleted." in page.text and "0 entries" in page.text
@@ -304,6 +304,24 @@ def test_eml_and_attachment_downloads(admin: TestClient, room: Mailroom, rich_ma
     assert "filename*=UTF-8''report%20%C3%BC.pdf" in part.headers["content-disposition"]
     assert part.headers["content-security-policy"] == MAIL_BODY_CSP
     assert admin.get(f"/log/{rich_mail}/parts/99").status_code == 404
+
+
+def test_a_deferred_mail_can_be_retried_now_from_its_page_and_through_the_api(admin: TestClient,
+                                                                              room: Mailroom) -> None:
+    waiting = [send(room, f"deferred {n}") for n in range(2)]
+    in_an_hour = datetime.now(UTC) + timedelta(hours=1)
+    with room.database.write() as conn:
+        conn.execute(update(mails).where(mails.c.id.in_(waiting)).values(
+            status=MailStatus.DEFERRED.value, attempts=1, next_attempt_at=in_an_hour, last_error="451 later"))
+    page = admin.get(f"/log/{waiting[0]}").text
+    assert f'formaction="/log/{waiting[0]}/retry"' in page
+    admin.post(f"/log/{waiting[0]}/retry", data={"csrf_token": csrf(admin), "back": f"/log/{waiting[0]}"})
+    answer = admin.post(f"/api/v1/mails/{waiting[1]}/retry")
+    assert answer.status_code == 200 and answer.json()["status"] == "deferred"
+    for mail_id in waiting:
+        mail = room.get_mail(SYSTEM, mail_id)
+        assert mail.status is MailStatus.DEFERRED and mail.attempts == 1
+        assert mail.next_attempt_at is not None and mail.next_attempt_at < in_an_hour - timedelta(minutes=30)
 
 
 def test_detail_actions_go_back_to_the_right_page(admin: TestClient, room: Mailroom) -> None:

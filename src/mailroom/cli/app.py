@@ -4,23 +4,18 @@ Commands are thin: parse options, call a use case as the SYSTEM subject, print. 
 on stderr and an exit code from :mod:`mailroom.cli.errors`.
 """
 
-import asyncio
 import gc
 import sys
 import time
 from collections.abc import Sequence
-from importlib import metadata
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from mailroom.adapters.liveness import LivenessFile
-from mailroom.adapters.secrets import generate_key
-from mailroom.app import Mailroom
 from mailroom.cli import dev as dev_commands
 from mailroom.cli import mail as mail_commands
-from mailroom.cli.context import CliState, mailroom, setup_logging, state
+from mailroom.cli.context import HELP_LAYOUT, CliState, mailroom, setup_logging, state
 from mailroom.cli.errors import OK, WorkerNotAlive, exit_code_for, one_line
 from mailroom.cli.limits import limits_app
 from mailroom.cli.secrets import secrets_app
@@ -28,7 +23,10 @@ from mailroom.cli.smtp import smtp_app
 from mailroom.cli.templates import templates_app
 from mailroom.cli.users import permissions, users_app
 from mailroom.errors import ConfigurationError, StorageUnavailable
-from mailroom.settings import Settings
+
+if TYPE_CHECKING:
+    from mailroom.app import Mailroom
+    from mailroom.settings import Settings
 
 app = typer.Typer(
     name="mailroom",
@@ -37,11 +35,14 @@ app = typer.Typer(
     # Tracebacks with locals could print a decrypted SMTP password; errors are reported by main().
     pretty_exceptions_enable=False,
     add_completion=False,
+    **HELP_LAYOUT,
 )
 
 
 def _version(value: bool) -> None:
     if value:
+        from importlib import metadata
+
         try:
             version = metadata.version("mailroom")
         except metadata.PackageNotFoundError:
@@ -94,16 +95,20 @@ def worker(
     if check_alive:
         _check_alive(state(ctx).settings(), max_age)
         return
+    import asyncio
+
     room = _when_the_database_answers(ctx)
     setup_logging(room.settings.log_level)
     asyncio.run(room.run_worker(handle_signals=True))
 
 
-def _check_alive(settings: Settings, max_age: float | None) -> None:
+def _check_alive(settings: "Settings", max_age: float | None) -> None:
     """Only the file's age: a health check must not open the database (nor migrate it)."""
     if not settings.worker_liveness_file:
         raise ConfigurationError("--check-alive needs MAILROOM_WORKER_LIVENESS_FILE, set for the worker too",
                                  field="worker_liveness_file")
+    from mailroom.adapters.liveness import LivenessFile
+
     limit = 3 * settings.worker_liveness_interval_seconds if max_age is None else max_age
     age = LivenessFile(settings.worker_liveness_file).age_seconds()
     if age is None:
@@ -115,10 +120,12 @@ def _check_alive(settings: Settings, max_age: float | None) -> None:
     typer.echo(f"worker alive: touched {age:.1f} s ago")
 
 
-def _when_the_database_answers(ctx: typer.Context) -> Mailroom:
+def _when_the_database_answers(ctx: typer.Context) -> "Mailroom":
     """The facade, waiting (with backoff, up to 10 s between tries) while the database cannot be reached: a
     worker started during a database restart or outage waits for it, as a running one does, instead of exiting.
     Waiting is alive: the liveness file is touched meanwhile, as restarting would not bring the database back."""
+    from mailroom.adapters.liveness import LivenessFile
+
     delay = 0.5
     liveness: LivenessFile | None = None
     while True:
@@ -157,6 +164,8 @@ def serve(
 @app.command("keygen")
 def keygen() -> None:
     """Print a new secret key for MAILROOM_SECRET_KEY (encrypts stored SMTP passwords)."""
+    from mailroom.adapters.secrets import generate_key
+
     typer.echo(generate_key())
 
 

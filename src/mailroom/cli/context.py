@@ -5,13 +5,17 @@ from __future__ import annotations
 import logging
 import sys
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
-from mailroom.app import Mailroom
 from mailroom.errors import ConfigurationError
-from mailroom.settings import Settings
+
+if TYPE_CHECKING:
+    # Imported where used: the facade pulls in the database layer, SMTP and pydantic settings, which
+    # `--version`, `--help` and usage errors must not wait for.
+    from mailroom.app import Mailroom
+    from mailroom.settings import Settings
 
 
 @dataclass
@@ -31,14 +35,28 @@ class CliState:
         return values
 
     def settings(self) -> Settings:
+        from mailroom.settings import Settings
+
         return Settings.load(**self.overrides())
 
     def mailroom(self, ctx: typer.Context) -> Mailroom:
         """The facade, built (and the schema migrated) on first use, closed when the command ends."""
         if self._mailroom is None:
+            from mailroom.app import Mailroom
+
             self._mailroom = Mailroom(**self.overrides())
             ctx.find_root().call_on_close(self._mailroom.close)
         return self._mailroom
+
+
+# Help in Click's plain layout, not Typer's Rich panels: those print "<bool>" after every flag as if it took a
+# value, fold option types mid-word at 80 columns, and load Rich's Markdown renderer on every --help.
+HELP_LAYOUT: dict[str, Any] = {"rich_markup_mode": None}
+
+
+def command_group(help_text: str) -> typer.Typer:
+    """A group of subcommands (``mailroom smtp ...``) laid out like the root command."""
+    return typer.Typer(help=help_text, no_args_is_help=True, **HELP_LAYOUT)
 
 
 def state(ctx: typer.Context) -> CliState:

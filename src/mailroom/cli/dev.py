@@ -1,73 +1,17 @@
 """Development helpers: ``mailroom sink`` (a local SMTP server that keeps every mail) and ``mailroom dev``.
 
 ``mailroom dev`` is what ``make run`` starts: a sink, an SMTP server entry pointing at it, and a worker,
-so a mail sent from another shell shows up in the terminal within a poll interval.
+so a mail sent from another shell shows up in the terminal within a poll interval. The machinery lives in
+:mod:`mailroom.cli.dev_stack`, imported when a command runs: ``--help`` does not wait for uvicorn and aiosmtpd.
 """
 
-import asyncio
-import contextlib
-import os
-import secrets
-import signal
-from collections.abc import Coroutine, Iterator
-from email.parser import BytesHeaderParser
-from email.policy import default as default_policy
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
-import uvicorn
 
-from mailroom.adapters.smtp.dev_sink import DevSink, ReceivedMail
-from mailroom.app import Mailroom
-from mailroom.cli.context import mailroom, setup_logging
-from mailroom.domain.permissions import SYSTEM
-from mailroom.domain.servers import Security, ServerSettings
-from mailroom.errors import ConfigurationError, ServerNotFound
-
-DEV_SERVER = "dev-sink"
+# Where the sink listens (and the dev-sink server points): this host only.
 DEV_HOST = "127.0.0.1"
-DEV_PRIORITY = 1000
-# From of mails that name none; example.org is reserved, so nothing could ever reach a real domain.
-DEV_SENDER = "mailroom-dev@example.org"
-
-
-def describe(received: ReceivedMail) -> str:
-    """One line per mail: sender, recipients and subject."""
-    try:
-        subject = str(BytesHeaderParser(policy=default_policy).parsebytes(received.data).get("subject", ""))
-    except Exception:
-        subject = "?"
-    sender = received.envelope_from or "<>"
-    return f"received mail from {sender} to {', '.join(received.recipients)}: {subject!r}"
-
-
-def print_received(received: ReceivedMail) -> None:
-    # Called from the sink's server thread; typer.echo writes one line at once.
-    typer.echo(describe(received))
-
-
-def start_sink(host: str, port: int, directory: Path | None) -> DevSink:
-    sink = DevSink(host=host, port=port, directory=directory, on_message=print_received)
-    try:
-        sink.start()
-    except OSError as exc:
-        raise ConfigurationError(f"cannot listen on {host}:{port}: {exc.strerror or exc}; choose another port "
-                                 "(--sink-port / --port or MAILROOM_DEV_SINK_PORT)", field="dev_sink_port") from exc
-    return sink
-
-
-async def wait_for_stop_signal() -> None:
-    """Return on SIGINT or SIGTERM, so ``finally`` blocks run and the exit code is 0."""
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
-    try:
-        await stop.wait()
-    finally:
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(signum)
 
 
 def sink(
@@ -77,70 +21,9 @@ def sink(
                                                    file_okay=False)] = None,
 ) -> None:
     """Run a local SMTP server that accepts every mail and prints one line for each."""
-    dev_sink = start_sink(host, port, directory)
-    try:
-        where = f", saving to {directory}" if directory else ""
-        typer.echo(f"SMTP sink listening on {host}:{dev_sink.port}{where}; Ctrl-C stops")
-        asyncio.run(wait_for_stop_signal())
-    finally:
-        dev_sink.stop()
-    typer.echo(f"SMTP sink stopped after {len(dev_sink.messages)} mail(s)")
+    from mailroom.cli.dev_stack import run_sink
 
-
-def ensure_dev_server(room: Mailroom, port: int) -> None:
-    """Make the "dev-sink" server point at the sink; other settings the developer chose are kept."""
-    try:
-        server = room.servers.get(SYSTEM, DEV_SERVER)
-    except ServerNotFound:
-        room.servers.add(SYSTEM, ServerSettings(name=DEV_SERVER, host=DEV_HOST, port=port,
-                                                security=Security.NONE, priority=DEV_PRIORITY,
-                                                sender=DEV_SENDER))
-        return
-    if (server.host, server.port, server.security) != (DEV_HOST, port, Security.NONE) or not server.sender:
-        room.servers.update(SYSTEM, server.id, ServerSettings(
-            name=server.name, host=DEV_HOST, port=port, security=Security.NONE, username=server.username,
-            sender=server.sender or DEV_SENDER, priority=server.priority, enabled=server.enabled,
-            timeout_seconds=server.timeout_seconds))
-
-
-DEV_ADMIN = "admin@example.org"
-
-
-class StackServer(uvicorn.Server):
-    """uvicorn without its own SIGINT/SIGTERM handling (it would re-raise them after shutdown and end the
-    process with the signal): the stack stops worker and server together."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
-
-
-def web_server(room: Mailroom, host: str, port: int) -> StackServer:
-    from mailroom.web import create_app
-
-    config = uvicorn.Config(create_app(room), host=host, port=port, log_level="warning", access_log=False)
-    return StackServer(config)
-
-
-async def serve_without_signal_handlers(server: StackServer) -> None:
-    try:
-        await server.serve()
-    except SystemExit as exc:  # uvicorn exits when it cannot bind
-        raise ConfigurationError(f"the web server could not start on port {server.config.port}: choose another "
-                                 "with --port or MAILROOM_WEB_PORT", field="web_port") from exc
-
-
-def ensure_first_admin(room: Mailroom, login_url: str) -> str:
-    """Create an administrator when there is no user at all; returns how to log in.
-
-    The password comes from MAILROOM_DEV_ADMIN_PASSWORD or is generated and shown once, here only.
-    """
-    if room.users.has_users():
-        return (f"log in at {login_url} with your account; forgot the password? `mailroom user reset-password "
-                "EMAIL` sends a reset link to the sink (start with --sink-dir DIR to keep mails as .eml files)")
-    password = os.environ.get("MAILROOM_DEV_ADMIN_PASSWORD") or secrets.token_urlsafe(12)
-    room.users.create_admin(DEV_ADMIN, password, first_name="Admin")
-    return f"created the first administrator: log in at {login_url} as {DEV_ADMIN} with password {password}"
+    run_sink(host, port, directory)
 
 
 def dev(
@@ -154,46 +37,6 @@ def dev(
     web: Annotated[bool, typer.Option("--web/--no-web", help="Serve the admin UI and API too.")] = True,
 ) -> None:
     """Development stack: web UI + API, a worker, and an SMTP sink that every mail goes to, until Ctrl-C."""
-    room = mailroom(ctx)
-    setup_logging(room.settings.log_level)
-    sink_port = room.settings.dev_sink_port if sink_port is None else sink_port
-    web_port = room.settings.web_port if port is None else port
-    dev_sink = start_sink(DEV_HOST, sink_port, sink_dir)
-    try:
-        ensure_dev_server(room, dev_sink.port)
-        web_url = f"http://{room.settings.web_host}:{web_port}"
-        if web:
-            typer.echo(ensure_first_admin(room, f"{web_url}/login"))
-        where = f"web UI on {web_url}, " if web else ""
-        typer.echo(
-            f"mailroom dev: {where}SMTP sink on {DEV_HOST}:{dev_sink.port} (server {DEV_SERVER!r}), worker "
-            "running; Ctrl-C stops.\n"
-            "  send a mail:  mailroom send --to a@example.org --subject hi --text x\n"
-            "  see the log:  mailroom log"
-        )
-        asyncio.run(run_stack(room, web_port if web else None))
-    finally:
-        dev_sink.stop()
+    from mailroom.cli.dev_stack import run_dev
 
-
-async def run_stack(room: Mailroom, web_port: int | None) -> None:
-    """Worker and (optionally) web server in one event loop; SIGINT/SIGTERM stop both gracefully."""
-    worker = room.create_worker()
-    server = web_server(room, room.settings.web_host, web_port) if web_port is not None else None
-    loop = asyncio.get_running_loop()
-
-    def stop() -> None:
-        worker.stop()
-        if server is not None:
-            server.should_exit = True
-
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop)
-    try:
-        jobs: list[Coroutine[Any, Any, object]] = [room.run_worker(worker=worker)]
-        if server is not None:
-            jobs.append(serve_without_signal_handlers(server))
-        await asyncio.gather(*jobs)
-    finally:
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(signum)
+    run_dev(ctx, sink_port=sink_port, sink_dir=sink_dir, port=port, web=web)

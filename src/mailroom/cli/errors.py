@@ -79,10 +79,13 @@ def exit_code_for(exc: BaseException) -> int | None:
 def one_line(exc: BaseException) -> str:
     """The error as one readable line for stderr, with a hint where one helps."""
     if isinstance(exc, typer.TyperException):
-        message = exc.format_message()
-        ctx = getattr(exc, "ctx", None)  # set on usage errors
-        if isinstance(ctx, typer.Context) and ctx.command_path:
-            message += f" (see '{ctx.command_path} --help')"
+        # Typer converts values with pydantic, whose wording leaks in: "Invalid value for '--security': Value
+        # error, 'bogus' is not one of ...". The choice list is what the user needs; the prefix is noise.
+        message = exc.format_message().replace(": Value error, ", ": ")
+        # Set on usage errors; Click's own Context class, of which typer.Context is only a subclass.
+        command_path = getattr(getattr(exc, "ctx", None), "command_path", None)
+        if isinstance(command_path, str) and command_path:
+            message += f" (see '{command_path} --help')"
     elif isinstance(exc, typer.Abort):
         message = "aborted"
     else:

@@ -3,7 +3,7 @@
 import sys
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -16,6 +16,9 @@ from mailroom.domain.mail import Attachment, Mail, Priority
 from mailroom.domain.outbox import MailStatus
 from mailroom.domain.permissions import SYSTEM
 from mailroom.errors import InvalidInput, MailNotFound, NotFound
+
+if TYPE_CHECKING:
+    from mailroom.app import Mailroom
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts instead of a table.")]
 
@@ -51,6 +54,21 @@ def read_attachment(path: Path) -> Attachment:
     except OSError as exc:
         raise UsageProblem(f"cannot read {path}: {exc.strerror or exc}") from exc
     return Attachment(filename=path.name, content=content)
+
+
+def check_smtp_hint(room: "Mailroom", hint: str | None) -> None:
+    """Refuse a hint that names no SMTP server: the worker would ignore it silently (by design, so a renamed
+    server never stalls mail), but here a person typed it and wants to know it was a typo."""
+    if not hint:
+        return
+    servers = room.servers.list(SYSTEM)
+    if any(hint in (server.name, server.id) for server in servers):
+        return
+    if not servers:
+        raise InvalidInput(f"--smtp-hint {hint!r}: there is no SMTP server yet; add one with `mailroom smtp add "
+                           "NAME --host HOST`", field="smtp_hint")
+    names = ", ".join(sorted(server.name for server in servers))
+    raise InvalidInput(f"--smtp-hint {hint!r} names no SMTP server; give one of: {names}", field="smtp_hint")
 
 
 def send(
@@ -101,7 +119,9 @@ def send(
         send_at=parse_moment(send_at, "--send-at"), expires_at=parse_moment(expires_at, "--expires-at"),
         confidential=confidential,
     )
-    mail_id = mailroom(ctx).send_mail(SYSTEM, mail, idempotency_key=idempotency_key)
+    room = mailroom(ctx)
+    check_smtp_hint(room, smtp_hint)
+    mail_id = room.send_mail(SYSTEM, mail, idempotency_key=idempotency_key)
     if as_json:
         output.print_json({"id": mail_id})
     else:
@@ -110,8 +130,9 @@ def send(
 
 def log(
     ctx: typer.Context,
-    status: Annotated[list[MailStatus] | None, typer.Option("--status", help="Only mails in this status; "
-                                                             "repeat for more.")] = None,
+    status: Annotated[list[MailStatus] | None, typer.Option(
+        "--status", metavar="STATUS", help=f"Only mails in this status ({', '.join(MailStatus)}); repeat for more."
+    )] = None,
     to: Annotated[str | None, typer.Option("--to", help="Only mails to this recipient.")] = None,
     subject: Annotated[str | None, typer.Option("--subject", help="Only subjects containing this.")] = None,
     search: Annotated[str | None, typer.Option("--search", help="Text in the subject or any "
@@ -124,7 +145,8 @@ def log(
     since: Annotated[str | None, typer.Option("--since", help="Queued at or after this ISO 8601 "
                                               "time.")] = None,
     until: Annotated[str | None, typer.Option("--until", help="Queued before this ISO 8601 time.")] = None,
-    sort: Annotated[SortKey, typer.Option("--sort", help="Sort field.")] = SortKey.QUEUED_AT,
+    sort: Annotated[SortKey, typer.Option("--sort", metavar="FIELD",
+                                          help=f"Sort by {', '.join(SortKey)}.")] = SortKey.QUEUED_AT,
     asc: Annotated[bool, typer.Option("--asc", help="Oldest/smallest first (default: newest first).")] = False,
     limit: Annotated[int, typer.Option("--limit", help="At most this many mails.")] = 50,
     offset: Annotated[int, typer.Option("--offset", help="Skip this many mails.")] = 0,
@@ -175,10 +197,15 @@ def show(
 
 
 def retry(ctx: typer.Context,
-          mail_id: Annotated[str, typer.Argument(metavar="ID", help="A failed or cancelled mail.")]) -> None:
-    """Queue a failed or cancelled mail again."""
+          mail_id: Annotated[str, typer.Argument(metavar="ID", help="A failed, cancelled or deferred "
+                                                 "mail.")]) -> None:
+    """Queue a failed or cancelled mail again; try a deferred one now instead of at its next attempt."""
     mail = mailroom(ctx).retry_mail(SYSTEM, mail_id)
-    typer.echo(f"mail {mail.id} is {mail.status} again")
+    if mail.status is MailStatus.DEFERRED:
+        typer.echo(f"mail {mail.id} is due now (deferred after {mail.attempts} attempt(s)); a running worker "
+                   "tries it at once")
+    else:
+        typer.echo(f"mail {mail.id} is {mail.status} again")
 
 
 def cancel(ctx: typer.Context,

@@ -7,19 +7,24 @@ import enum
 import json
 import re
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import typer
+from rich.cells import cell_len
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from mailroom.domain.log import LogPage
-from mailroom.domain.outbox import MailStatus, OutgoingMail
-from mailroom.domain.servers import SmtpServer
-from mailroom.ports import ProbeStep
+from mailroom.domain.outbox import MailStatus
+
+if TYPE_CHECKING:
+    from mailroom.domain.log import LogPage
+    from mailroom.domain.outbox import OutgoingMail
+    from mailroom.domain.servers import SmtpServer
+    from mailroom.ports import ProbeStep
 
 STATUS_STYLES = {
     MailStatus.QUEUED: "cyan", MailStatus.SENDING: "blue", MailStatus.DEFERRED: "yellow",
@@ -28,10 +33,87 @@ STATUS_STYLES = {
 }
 
 
-def console() -> Console:
+def console(width: int | None = None) -> Console:
     # Built per call so the current sys.stdout is used (tests swap it); highlighting off because
     # Rich would colour numbers and addresses in user data at random.
-    return Console(highlight=False)
+    return Console(highlight=False, width=width)
+
+
+@dataclass(frozen=True, slots=True)
+class Column:
+    """A column of a table printed one line per row (the log, servers, templates).
+
+    ``rank`` 0 is always shown; columns ranked 1, 2, ... follow while they fit the terminal, in that order.
+    ``share`` 0 makes the column as wide as its widest cell, never cut (ids, names a user types, times);
+    a share > 0 takes part of the spare width, down to ``min_width``, and long cells end in "…".
+    """
+
+    header: str
+    rank: int = 0
+    share: int = 0
+    min_width: int = 10
+    justify: Literal["left", "right"] = "left"
+
+
+# box=None with one space of padding each side: two spaces between columns, none at the edges.
+_GAP = 2
+# The width a shared column of rank 0 (the log's recipients, a server's address) gets before columns of a
+# lower rank are let in.
+_ROOMY = 30
+
+
+def print_rows(title: str, columns: Sequence[Column], rows: Sequence[Sequence[Text]], caption: str = "") -> None:
+    """Print ``rows`` as a table of one line each, fitted to the terminal (80 columns in a pipe).
+
+    Rich on its own shrinks every column when a row is too long, down to nothing for short ones: at 80
+    columns a long subject left only the id and the subject of the log. Here the widths are decided first:
+    columns of rank 0 always, further ones while they fit, and only shared columns are cut.
+    """
+    out = console()
+    natural = [max([cell_len(column.header), *(row[i].cell_len for row in rows)]) for i, column in enumerate(columns)]
+    least = [min(natural[i], column.min_width) if column.share else natural[i] for i, column in enumerate(columns)]
+    # A shared column that is always shown keeps a readable width before further columns are let in.
+    roomy = [min(natural[i], max(_ROOMY, column.min_width)) if column.share and column.rank == 0 else least[i]
+             for i, column in enumerate(columns)]
+
+    def needed(widths: Sequence[int], shown: list[int]) -> int:
+        return sum(widths[i] for i in shown) + _GAP * (len(shown) - 1)
+
+    shown = [i for i, column in enumerate(columns) if column.rank == 0]
+    left_out: list[str] = []
+    for i in sorted((i for i, c in enumerate(columns) if c.rank > 0), key=lambda i: columns[i].rank):
+        if not left_out and needed(roomy, [*shown, i]) <= out.width:
+            shown.append(i)
+        else:
+            left_out.append(columns[i].header)  # lower ranks stay out too: the order is the promise
+    shown.sort()
+    start = roomy if needed(roomy, shown) <= out.width else least
+    if needed(start, shown) > out.width:
+        out = console(needed(start, shown))  # too narrow for what must be shown: the terminal wraps, none is cut
+    widths = {i: start[i] for i in shown}
+    spare = out.width - needed(start, shown)
+    while spare > 0:
+        growing = [i for i in shown if columns[i].share and widths[i] < natural[i]]
+        if not growing:
+            break
+        total_share = sum(columns[i].share for i in growing)
+        given = 0
+        for i in growing:
+            extra = min(natural[i] - widths[i], max(1, spare * columns[i].share // total_share), spare - given)
+            widths[i] += extra
+            given += extra
+        spare -= given
+    table = Table(title=title, title_justify="left", caption_justify="left", box=None, padding=(0, 1),
+                  pad_edge=False, show_edge=False)
+    for i in shown:
+        table.add_column(columns[i].header, width=widths[i], no_wrap=True, overflow="ellipsis",
+                         justify=columns[i].justify)
+    for row in rows:
+        table.add_row(*(row[i] for i in shown))
+    if left_out:
+        caption += f"{'; ' if caption else ''}left out at this width: {', '.join(left_out)}"
+    table.caption = caption or None
+    out.print(table)
 
 
 def print_json(value: Any) -> None:
@@ -100,29 +182,26 @@ def mark(ok: bool) -> str:
     return glyphs[0] if ok else glyphs[1]
 
 
+LOG_COLUMNS = (
+    Column("id"), Column("status"), Column("subject", rank=1, share=3, min_width=12),
+    Column("recipients", share=2, min_width=12), Column("server", rank=4, share=1, min_width=8),
+    Column("queued at"), Column("tries", rank=3, justify="right"),
+    Column("last error", rank=2, share=3, min_width=12),
+)
+
+
 def print_log_page(page: LogPage) -> None:
-    # One line per mail: long cells end in "…" rather than wrapping into unreadable towers; `show ID`
+    # One line per mail; id, status, recipients and queued-at always, the rest as the width allows. `show ID`
     # and `--json` give every detail.
-    table = Table(title="Mail log", title_justify="left", caption_justify="left")
-    table.add_column("id", no_wrap=True, min_width=32)
-    table.add_column("status", no_wrap=True, min_width=9)
-    table.add_column("subject", no_wrap=True, overflow="ellipsis", ratio=2, min_width=8)
-    table.add_column("recipients", no_wrap=True, overflow="ellipsis", ratio=2, min_width=8)
-    table.add_column("server", no_wrap=True, overflow="ellipsis", ratio=1)
-    table.add_column("queued at", no_wrap=True)
-    table.add_column("tries", justify="right", no_wrap=True)
-    table.add_column("last error", no_wrap=True, overflow="ellipsis", ratio=3)
-    for mail in page.items:
-        table.add_row(text(mail.id), status_text(mail.status), text(mail.subject), text(mail.receiver_summary),
-                      text(mail.server_name), text(when(mail.queued_at, short=True)),
-                      text(mail.attempts), text(mail.last_error))
+    rows = [(text(mail.id), status_text(mail.status), text(mail.subject), text(mail.receiver_summary),
+             text(mail.server_name), text(when(mail.queued_at, short=True)), text(mail.attempts),
+             text(mail.last_error)) for mail in page.items]
     total = "?" if page.total is None else str(page.total)
     first = page.offset + 1 if page.items else page.offset
     span = f"{len(page.items)} of {total}"
     if page.offset:
         span += f" (from {first})"
-    table.caption = span
-    console().print(table)
+    print_rows("Mail log", LOG_COLUMNS, rows, span)
 
 
 def print_mail(mail: OutgoingMail) -> None:
@@ -189,18 +268,20 @@ def server_json(server: SmtpServer) -> dict[str, Any]:
     return data
 
 
+SERVER_COLUMNS = (
+    Column("name"), Column("address", share=2, min_width=12), Column("security"), Column("enabled"),
+    Column("priority", rank=1, justify="right"), Column("sender", rank=2, share=1),
+    Column("username", rank=3, share=1, min_width=8), Column("password", rank=4),
+    Column("timeout", rank=5, justify="right"), Column("id", rank=6),
+)
+
+
 def print_servers(servers: list[SmtpServer]) -> None:
-    table = Table(title="SMTP servers", title_justify="left")
-    for column in ("name", "host", "port", "security", "username", "password", "sender", "priority",
-                   "enabled", "timeout", "id"):
-        table.add_column(column, overflow="fold")
-    for s in servers:
-        table.add_row(text(s.name), text(s.host), text(s.port), text(s.security), text(s.username),
-                      text("yes" if s.has_password else "no"), text(s.sender), text(s.priority),
-                      text("yes" if s.enabled else "no"), text(f"{s.timeout_seconds:g} s"), text(s.id))
-    if not servers:
-        table.caption = "none yet: add one with `mailroom smtp add NAME --host HOST`"
-    console().print(table)
+    rows = [(text(s.name), text(f"{s.host}:{s.port}"), text(s.security), text("yes" if s.enabled else "no"),
+             text(s.priority), text(s.sender), text(s.username), text("yes" if s.has_password else "no"),
+             text(f"{s.timeout_seconds:g} s"), text(s.id)) for s in servers]
+    print_rows("SMTP servers", SERVER_COLUMNS, rows,
+               "" if servers else "none yet: add one with `mailroom smtp add NAME --host HOST`")
 
 
 def print_probe(server: str, steps: list[ProbeStep]) -> None:

@@ -4,7 +4,6 @@ A password never travels on the command line (it would land in shell history and
 from an environment variable, from stdin, or from a hidden prompt.
 """
 
-import asyncio
 import dataclasses
 import os
 import sys
@@ -13,13 +12,13 @@ from typing import Annotated, Any
 import typer
 
 from mailroom.cli import output
-from mailroom.cli.context import mailroom
+from mailroom.cli.context import command_group, mailroom
 from mailroom.cli.errors import ProbeFailed, UsageProblem
 from mailroom.domain.permissions import SYSTEM
 from mailroom.domain.servers import Security, ServerSettings
 from mailroom.errors import ConfigurationError
 
-smtp_app = typer.Typer(help="Manage the SMTP servers mail is delivered through.", no_args_is_help=True)
+smtp_app = command_group("Manage the SMTP servers mail is delivered through.")
 
 NameArgument = Annotated[str, typer.Argument(metavar="NAME", help="The server's name (or id).")]
 PasswordEnv = Annotated[str | None, typer.Option("--password-env", metavar="VAR",
@@ -107,6 +106,8 @@ def list_(ctx: typer.Context,
 @smtp_app.command("test")
 def test(ctx: typer.Context, name: NameArgument) -> None:
     """Connect, EHLO, STARTTLS and log in, showing each step; exit 3 when a step fails."""
+    import asyncio
+
     steps = asyncio.run(mailroom(ctx).servers.test(SYSTEM, name))
     output.print_probe(name, steps)
     failed = [step.name for step in steps if not step.ok]

@@ -5,21 +5,23 @@ variable, from stdin, or from a hidden prompt.
 """
 
 import sys
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
 
-from mailroom.app import Mailroom
 from mailroom.cli import output
-from mailroom.cli.context import mailroom
+from mailroom.cli.context import command_group, mailroom
 from mailroom.cli.errors import UsageProblem
 from mailroom.cli.smtp import PasswordEnv, PasswordStdin, read_password
 from mailroom.domain.permissions import PERMISSIONS, SYSTEM
 from mailroom.domain.users import Profile, User
 from mailroom.errors import UserNotFound
 
-users_app = typer.Typer(help="Manage users and their roles.", no_args_is_help=True)
+if TYPE_CHECKING:
+    from mailroom.app import Mailroom
+
+users_app = command_group("Manage users and their roles.")
 
 Json = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 EmailArgument = Annotated[str, typer.Argument(metavar="EMAIL", help="The user's e-mail address.")]
@@ -43,7 +45,7 @@ def user_json(user: User) -> dict[str, Any]:
     return {"id": user.id, **output.to_jsonable(user.profile), **data}
 
 
-def find(room: Mailroom, email: str) -> User:
+def find(room: "Mailroom", email: str) -> User:
     user = room.users.find_user(SYSTEM, email)
     if user is None:
         raise UserNotFound(email)
@@ -158,8 +160,7 @@ def reset_password(ctx: typer.Context, email: EmailArgument) -> None:
     typer.echo(f"reset mail queued for {user.email}")
 
 
-tokens_app = typer.Typer(help="API tokens: per-user keys for the JSON API, shown once, revocable.",
-                         no_args_is_help=True)
+tokens_app = command_group("API tokens: per-user keys for the JSON API, shown once, revocable.")
 users_app.add_typer(tokens_app, name="token")
 
 

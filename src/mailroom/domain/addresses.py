@@ -10,8 +10,6 @@ from dataclasses import dataclass
 from email.headerregistry import Address as HeaderAddress
 from functools import lru_cache
 
-from email_validator import EmailNotValidError, validate_email
-
 from mailroom.errors import InvalidAddress, InvalidHeader
 
 # What no header-bound text may hold: every control character (Cc: C0, DEL, C1 with NEL), the line and
@@ -136,6 +134,10 @@ def validated_address(email_address: str) -> tuple[str, str]:
     and validating one cost about 0.1 ms. An exception is never cached, so an invalid address is refused
     every time.
     """
+    # Imported here, not with the module: its tables take tens of milliseconds to build, which every CLI
+    # call (even `mailroom --help`) paid through the domain's enums. After the first call this costs nothing.
+    from email_validator import EmailNotValidError, validate_email
+
     try:
         valid = validate_email(email_address, check_deliverability=False, allow_smtputf8=True)
     except EmailNotValidError as exc:

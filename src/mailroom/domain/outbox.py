@@ -6,6 +6,7 @@
       ▲                 │  └──5xx / attempts used up / expired──▶ failed
       │                 └──4xx, timeout, dropped──▶ deferred ──due──▶ sending
       └──────────── retry (failed) ◀──────────────────────────────┘
+    failed / cancelled ──retry──▶ queued;  deferred ──retry──▶ deferred, due now
     queued / deferred ──cancel──▶ cancelled
 """
 
@@ -34,7 +35,8 @@ class MailStatus(enum.StrEnum):
 # A "sending" mail whose lease ran out is due again: its worker died.
 CLAIMABLE_STATUSES = (MailStatus.QUEUED, MailStatus.DEFERRED, MailStatus.SENDING)
 FINAL_STATUSES = frozenset({MailStatus.SENT, MailStatus.FAILED, MailStatus.PARTIALLY_FAILED, MailStatus.CANCELLED})
-RETRYABLE_STATUSES = frozenset({MailStatus.FAILED, MailStatus.CANCELLED})
+# Retrying a deferred mail means "now" rather than at its next attempt time.
+RETRYABLE_STATUSES = frozenset({MailStatus.FAILED, MailStatus.CANCELLED, MailStatus.DEFERRED})
 CANCELLABLE_STATUSES = frozenset({MailStatus.QUEUED, MailStatus.DEFERRED})
 
 

@@ -60,6 +60,7 @@ class MailLogUseCases:
         return self._log.delete(mail_ids)
 
     def retry(self, subject: Subject, mail_id: str) -> OutgoingMail:
+        """Queue a failed or cancelled mail again, or try a deferred one now instead of at its next attempt."""
         subject.require(RETRY_MAIL)
         mail = self._outbox.requeue(mail_id, self._clock.now())
         self._wakeup.notify()

@@ -324,14 +324,19 @@ class SqlMailStore:
         with self._db.write() as conn:
             status = self._status(conn, mail_id)
             if status not in RETRYABLE_STATUSES:
-                raise InvalidTransition(mail_id, status, "retry", "failed or cancelled")
+                raise InvalidTransition(mail_id, status, "retry", "failed, cancelled or deferred mails", "retried")
             has_content, confidential = conn.execute(
                 select(mails.c.has_content, mails.c.confidential).where(mails.c.id == mail_id)).one()
             if confidential and not has_content:
                 raise ConfidentialContentGone(mail_id, status)
             if not has_content:
                 raise InvalidTransition(mail_id, f"{status} and its content was dropped by retention",
-                                        "retry", "failed mails that still have their content")
+                                        "retry", "mails that still have their content", "retried")
+            if status == MailStatus.DEFERRED.value:
+                # "Retry now": due at once, as the next attempt it was waiting for. Its attempts so far and the
+                # recipients that already answered stay, so the retry policy's limit and a partial delivery hold.
+                conn.execute(update(mails).where(mails.c.id == mail_id).values(next_attempt_at=now, updated_at=now))
+                return self._load(conn, mail_id)
             conn.execute(update(mails).where(mails.c.id == mail_id).values(
                 status=MailStatus.QUEUED.value, attempts=0, next_attempt_at=now, finished_at=None,
                 last_error=None, updated_at=now, claim_token=None))
@@ -343,7 +348,7 @@ class SqlMailStore:
         with self._db.write() as conn:
             status = self._status(conn, mail_id)
             if status not in CANCELLABLE_STATUSES:
-                raise InvalidTransition(mail_id, status, "cancel", "queued or deferred")
+                raise InvalidTransition(mail_id, status, "cancel", "queued or deferred mails", "cancelled")
             conn.execute(update(mails).where(mails.c.id == mail_id).values(
                 status=MailStatus.CANCELLED.value, next_attempt_at=None, finished_at=now, updated_at=now,
                 last_error="cancelled"))

@@ -145,7 +145,8 @@ def get_raw_mail(request: Request, mail_id: Key, caller: Caller) -> Response:
                     headers={"Content-Disposition": f'attachment; filename="{mail_id}.eml"'})
 
 
-@router.post("/mails/{mail_id}/retry", response_model=MailDetail, summary="Queue a failed or cancelled mail again",
+@router.post("/mails/{mail_id}/retry", response_model=MailDetail,
+             summary="Queue a failed or cancelled mail again, or try a deferred one now",
              dependencies=STATE_CHANGING, responses=errors(404, 409))
 def retry_mail(request: Request, mail_id: Key, caller: Caller) -> MailDetail:
     log = room(request).log

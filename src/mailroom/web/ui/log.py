@@ -178,10 +178,10 @@ def outcome_message(done: str, count: int, skipped: int) -> tuple[str | None, st
     if skipped:
         problem = {
             MailAction.RETRY: ngettext(
-                "%(num)s mail was skipped: only failed or cancelled mails that still have their content can be "
-                "retried.",
-                "%(num)s mails were skipped: only failed or cancelled mails that still have their content can be "
-                "retried.", skipped),
+                "%(num)s mail was skipped: only failed, cancelled or deferred mails that still have their "
+                "content can be retried.",
+                "%(num)s mails were skipped: only failed, cancelled or deferred mails that still have their "
+                "content can be retried.", skipped),
             MailAction.CANCEL: ngettext(
                 "%(num)s mail was skipped: only queued or deferred mails can be cancelled.",
                 "%(num)s mails were skipped: only queued or deferred mails can be cancelled.", skipped),
