@@ -128,6 +128,8 @@ class FaultStats:
     auth_times: list[float] = field(default_factory=list)
     """time.monotonic() of each AUTH: the gaps show whether a client backs off."""
     logins: int = 0
+    accept_times: list[float] = field(default_factory=list)
+    """time.time() of each message taken: how many arrived within any window (rate limits)."""
 
     @property
     def total_accepted(self) -> int:
@@ -143,7 +145,8 @@ class FaultStats:
                 "open_now": self.open_now, "max_concurrent_seen": self.max_concurrent_seen,
                 "total_accepted": self.total_accepted, "unique_accepted": len(self.copies),
                 "duplicates": self.duplicates, "copies": dict(self.copies), "auth_attempts": self.auth_attempts,
-                "logins": self.logins, "ehlo_names": sorted(set(self.ehlo_names))}
+                "logins": self.logins, "ehlo_names": sorted(set(self.ehlo_names)),
+                "accept_times": list(self.accept_times)}
 
 
 class FaultSmtpServer:
@@ -207,6 +210,7 @@ class FaultSmtpServer:
                         ehlo_name=ehlo_name, data=data if self.keep_data else b"")
         with self.lock:
             self.stats.copies[message_id or "<none>"] += 1
+            self.stats.accept_times.append(time.time())
             if self.keep_data:
                 self.stats.accepted.append(item)
 
