@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import re
 import shutil
 import socket
 import statistics
@@ -25,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 from typing import NamedTuple
 
@@ -48,24 +50,42 @@ def free_port() -> int:
 SMTP_SINK = "/usr/sbin/smtp-sink"
 
 
-def start_sink(port: int, *, python_sink: bool) -> tuple[subprocess.Popen[str], str]:
-    """The sink process and its name: Postfix's smtp-sink when installed, else the Python one."""
+def start_sink(port: int, *, python_sink: bool,
+               record: Path | None = None) -> tuple[subprocess.Popen[str], str]:
+    """The sink process and its name: Postfix's smtp-sink when installed, else the Python one. With ``record``
+    every message's headers are appended to that file (smtp-sink's ``-D`` dump; the Python sink writes the
+    Message-ID line alone), for ``recorded_message_ids``."""
     binary = shutil.which("smtp-sink") or (SMTP_SINK if os.access(SMTP_SINK, os.X_OK) else None)
     if binary and not python_sink:
         # -u: smtp-sink refuses to run as root without a user to drop to; backlog 1000.
         user = ["-u", "nobody"] if os.geteuid() == 0 else []
-        sink = subprocess.Popen([binary, *user, f"127.0.0.1:{port}", "1000"], stdout=subprocess.DEVNULL,
+        dump = []
+        if record is not None:
+            record.parent.chmod(0o777)  # written by the user smtp-sink drops to
+            dump = ["-D", str(record)]
+        sink = subprocess.Popen([binary, *user, *dump, f"127.0.0.1:{port}", "1000"], stdout=subprocess.DEVNULL,
                                 stderr=subprocess.PIPE, text=True)
         wait_for_port(port, sink)
         return sink, f"postfix smtp-sink ({binary})"
     if not python_sink:
         print("WARNING: Postfix's smtp-sink is not installed (apt-get install postfix); using the Python sink, "
               "which may be the bottleneck and make the ratio look better than it is", file=sys.stderr)
-    sink = subprocess.Popen([sys.executable, str(Path(__file__).with_name("sink.py")), str(port)],
+    options = ["--record", str(record)] if record is not None else []
+    sink = subprocess.Popen([sys.executable, str(Path(__file__).with_name("sink.py")), str(port), *options],
                             stdout=subprocess.PIPE, text=True)
     assert sink.stdout is not None
     sink.stdout.readline()  # "ready"
     return sink, "python aiosmtpd sink (bench/sink.py)"
+
+
+MESSAGE_ID_LINE = re.compile(rb"^message-id:[ \t]*(\S+)", re.IGNORECASE | re.MULTILINE)
+
+
+def recorded_message_ids(record: Path) -> Counter[str]:
+    """How often each Message-ID reached a sink started with ``record``."""
+    if not record.exists():
+        return Counter()
+    return Counter(match.decode() for match in MESSAGE_ID_LINE.findall(record.read_bytes()))
 
 
 def wait_for_port(port: int, process: subprocess.Popen[str]) -> None:

@@ -125,25 +125,33 @@ def postgres_database(admin: str) -> Iterator[str | None]:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def run_backend(label: str, url: str, baseline: Callable[[], Measure], args: argparse.Namespace) -> None:
-    rounds: dict[str, list[Measure]] = {"baseline INSERT+COMMIT": [], "single send_mail": [], "bulk send_mails": []}
+CASES = ("baseline INSERT+COMMIT", "single send_mail", "bulk send_mails")
+
+
+def measure_backend(url: str, baseline: Callable[[], Measure], args: argparse.Namespace) -> dict[str, Measure]:
+    """Median mails/s and CPU per mail of each case (``CASES``) on one database; bench/run.py reads these."""
+    rounds: dict[str, list[Measure]] = {name: [] for name in CASES}
     with Mailroom(database_url=url, secret_key=Fernet.generate_key().decode()) as room:
-        for i in range(200):  # warm-up: imports, caches, the first statements
+        for i in range(args.warmup):  # warm-up: imports, caches, the first statements
             room.send_mail(SYSTEM, mail(10_000_000 + i, args.distinct_bodies))
-        rounds["baseline INSERT+COMMIT"].append(baseline())
+        rounds[CASES[0]].append(baseline())
         for number in range(args.rounds):
             offset = number * args.mails * 2
-            rounds["single send_mail"].append(single(room, args.mails, args.distinct_bodies, offset))
-            rounds["bulk send_mails"].append(bulk(room, args.mails, args.batch, args.distinct_bodies,
-                                                  offset + args.mails))
-    base = rounds["baseline INSERT+COMMIT"][0].per_second
+            rounds[CASES[1]].append(single(room, args.mails, args.distinct_bodies, offset))
+            rounds[CASES[2]].append(bulk(room, args.mails, args.batch, args.distinct_bodies, offset + args.mails))
+    return {name: Measure(statistics.median(m.per_second for m in measures),
+                          statistics.median(m.cpu_us for m in measures))
+            for name, measures in rounds.items()}
+
+
+def run_backend(label: str, url: str, baseline: Callable[[], Measure], args: argparse.Namespace) -> None:
+    medians = measure_backend(url, baseline, args)
+    base = medians[CASES[0]].per_second
     print(f"\n{label}: {args.mails} mails per case, median of {args.rounds} rounds, "
           f"{'distinct bodies' if args.distinct_bodies else 'one shared body'}")
-    for name, measures in rounds.items():
-        per_second = statistics.median(m.per_second for m in measures)
-        cpu_us = statistics.median(m.cpu_us for m in measures)
-        print(f"  {name:<24} {per_second:>9,.0f} mails/s  {cpu_us:>8,.1f} us CPU/mail  "
-              f"{per_second / base:>6.2f} x baseline")
+    for name, median in medians.items():
+        print(f"  {name:<24} {median.per_second:>9,.0f} mails/s  {median.cpu_us:>8,.1f} us CPU/mail  "
+              f"{median.per_second / base:>6.2f} x baseline")
 
 
 def main() -> None:
@@ -152,6 +160,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=1000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--distinct-bodies", action="store_true")
+    parser.add_argument("--warmup", type=int, default=200, help="mails sent before the clock starts")
     parser.add_argument("--no-postgres", action="store_true")
     parser.add_argument("--pg-admin", default="postgresql://postgres@127.0.0.1:5432/postgres")
     args = parser.parse_args()
