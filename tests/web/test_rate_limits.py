@@ -72,3 +72,15 @@ def test_the_servers_page_sets_limits_and_shows_their_use(admin: TestClient, roo
     bad = admin.post("/smtp-limits", data={"scope": "domain", "domain": "gmail.com", "per_hour": "0",
                                            "csrf_token": token})
     assert bad.status_code == 400 and "between 1 and" in bad.text
+
+
+def test_smtp_list_shows_each_servers_use_of_each_window(room: Mailroom) -> None:
+    env = {"MAILROOM_DATABASE_URL": room.settings.database_url,
+           "MAILROOM_SECRET_KEY_FILE": room.settings.secret_key_file, "COLUMNS": "160"}
+    runner = CliRunner()
+    assert runner.invoke(cli_app, ["limits", "set", "--server", "relay", "--per-minute", "100"], env=env).exit_code == 0
+    room.rate_limit_store.reserve([LimitScope.server(room.servers.get(SYSTEM, "relay").id)], room.clock.now())
+    listed = runner.invoke(cli_app, ["smtp", "list"], env=env)
+    assert "1/100 per minute" in listed.output, listed.output
+    as_json = runner.invoke(cli_app, ["smtp", "list", "--json"], env=env)
+    assert '"used": 1' in as_json.output and '"limit": 100' in as_json.output

@@ -7,13 +7,12 @@ import typer
 from rich.table import Table
 
 from mailroom.cli import output
-from mailroom.cli.context import mailroom
+from mailroom.cli.context import command_group, mailroom
 from mailroom.cli.errors import UsageProblem
 from mailroom.domain.permissions import SYSTEM
 from mailroom.domain.rate_limits import RateLimit, limits_from
 
-limits_app = typer.Typer(help="Rate limits per SMTP server and per recipient domain, shared by all workers.",
-                         no_args_is_help=True)
+limits_app = command_group("Rate limits per SMTP server and per recipient domain, shared by all workers.")
 
 Server = Annotated[str | None, typer.Option("--server", metavar="NAME", help="An SMTP server (name or id).")]
 Domain = Annotated[str | None, typer.Option("--domain", metavar="DOMAIN",

@@ -8,13 +8,12 @@ from typing import Annotated
 import typer
 
 from mailroom.cli import output
-from mailroom.cli.context import mailroom
+from mailroom.cli.context import command_group, mailroom
 from mailroom.cli.errors import INVALID
 from mailroom.domain.permissions import SYSTEM
 from mailroom.domain.stored_secrets import SecretKind, StoredSecret
 
-secrets_app = typer.Typer(help="Rotate the secret key of stored SMTP passwords and confidential mail contents.",
-                          no_args_is_help=True)
+secrets_app = command_group("Rotate the secret key of stored SMTP passwords and confidential mail contents.")
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 

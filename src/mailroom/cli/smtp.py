@@ -7,7 +7,7 @@ from an environment variable, from stdin, or from a hidden prompt.
 import dataclasses
 import os
 import sys
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -15,8 +15,12 @@ from mailroom.cli import output
 from mailroom.cli.context import command_group, mailroom
 from mailroom.cli.errors import ProbeFailed, UsageProblem
 from mailroom.domain.permissions import SYSTEM
+from mailroom.domain.rate_limits import ScopeKind
 from mailroom.domain.servers import Security, ServerSettings
 from mailroom.errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from mailroom.usecases.rate_limits import NamedLimitUse
 
 smtp_app = command_group("Manage the SMTP servers mail is delivered through.")
 
@@ -96,11 +100,20 @@ def add(
 def list_(ctx: typer.Context,
           as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False) -> None:
     """List SMTP servers (never their passwords)."""
-    servers = mailroom(ctx).servers.list(SYSTEM)
+    room = mailroom(ctx)
+    servers = room.servers.list(SYSTEM)
+    uses: dict[str, list[NamedLimitUse]] = {}
+    for named in room.rate_limits.list(SYSTEM):
+        if named.use.scope.kind is ScopeKind.SERVER:
+            uses.setdefault(named.use.scope.target, []).append(named)
     if as_json:
-        output.print_json([output.server_json(s) for s in servers])
+        output.print_json([output.server_json(s) | {"rate_limits": [
+            {"window": u.use.limit.window.label, "limit": u.use.limit.count, "used": u.use.used}
+            for u in uses.get(s.id, [])]} for s in servers])
     else:
-        output.print_servers(servers)
+        output.print_servers(servers, {server_id: ", ".join(
+            f"{u.use.used}/{u.use.limit.count} per {u.use.limit.window.label}" for u in named_uses)
+            for server_id, named_uses in uses.items()})
 
 
 @smtp_app.command("test")
