@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck unit bench clean
+.PHONY: run test lint typecheck unit bench reliability clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -45,6 +45,11 @@ bench: $(BENCH_STAMP)
 		|| echo "could not install postfix: bench/run.py falls back to the Python sink and says so"; \
 	fi
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
+
+# Not part of `make test`: the fault and chaos suites with their figures, written to docs/reliability.md
+# (about 15 minutes: the rate limit is held over six minutes of mail). RELIABILITY_ARGS="--quick" for less.
+reliability: $(STAMP)
+	$(BIN)/python bench/reliability.py $(RELIABILITY_ARGS)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

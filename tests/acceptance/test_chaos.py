@@ -31,6 +31,7 @@ from mailroom.domain.servers import Security
 from mailroom.worker import UNWRITTEN_PER_CONNECTION
 from tests.support.fault_smtp import FaultSmtpProcess
 from tests.support.pg_proxy import PgProxy
+from tests.support.reliability import record
 
 pytestmark = pytest.mark.slow
 
@@ -119,6 +120,12 @@ class Outcome:
     @property
     def duplicates(self) -> int:
         return sum(n - 1 for n in self.copies.values() if n > 1)
+
+    def record(self, scenario: str, faults: str, **extra: object) -> None:
+        """Into the reliability report (tests/support/reliability.py)."""
+        record(scenario, faults=faults, mails=len(self.message_ids), sent=self.statuses.get("sent", 0),
+               lost=len(self.lost), duplicates=self.duplicates, kills=self.kills, max_attempts=self.max_attempts,
+               **extra)
 
     def report(self) -> str:
         return (f"statuses {dict(self.statuses)}, copies at the sink {sum(self.copies.values())} of "
@@ -210,6 +217,9 @@ def test_kills_and_an_outage_lose_nothing_and_duplicate_at_most_the_mails_in_fli
         outcome = _outcome(room, sink, workers)
     report = f"{outcome.report()}; unfinished {left}\n{workers.last_errors()}"
     print(report)
+    outcome.record("3 workers, 2,000 mails at 50 ms, lease 5 s",
+                   "10 SIGKILLs (each worker restarted), a 3 s database outage",
+                   duplicate_bound=workers.kills * connections * (1 + UNWRITTEN_PER_CONNECTION))
     assert workers.kills >= 10, report
     assert outcome.statuses == Counter({"sent": total}), report
     assert not outcome.lost, report
@@ -238,6 +248,7 @@ def test_a_batch_that_outlasts_the_lease_is_not_sent_again(
             codes = workers.stop()
         outcome = _outcome(room, sink, workers)
     report = f"{outcome.report()}; unfinished {left}; exit codes at SIGTERM {codes}\n{workers.last_errors()}"
+    outcome.record("2 workers, 12 mails at 1 s each, lease 3 s", "batches that outlast the lease", duplicate_bound=0)
     assert outcome.statuses == Counter({"sent": total}), report
     assert not outcome.lost, report
     assert outcome.duplicates == 0, report
@@ -278,6 +289,8 @@ def test_workers_live_through_database_blips_and_a_long_outage(
         outcome = _outcome(room, sink, workers)
     report = (f"{outcome.report()}; unfinished {left}; alive at the end {alive}; exit codes at SIGTERM {codes}\n"
               f"{workers.last_errors()}")
+    outcome.record("workers on PostgreSQL", "two 0.3 s database restarts and a 15 s outage",
+                   worker_exits=len(workers.exits))
     assert workers.exits == [], f"workers exited during the outages: {report}"
     assert outcome.statuses == Counter({"sent": total}), report
     assert not outcome.lost, report
@@ -346,6 +359,7 @@ def test_sqlite_disk_full_mid_run_the_worker_waits_and_finishes(
             outcome = _outcome(room, sink, workers)
     report = (f"{outcome.report()}; unfinished {left}; accepted when the disk filled {full_at}; "
               f"exit codes at SIGTERM {codes}\n{workers.last_errors()}")
+    outcome.record("a worker on SQLite", "the disk (a real tmpfs) full mid-run", worker_exits=len(workers.exits))
     assert workers.exits == [], f"the worker exited on a full disk: {report}"
     assert outcome.statuses == Counter({"sent": total}), report
     assert not outcome.lost, report
@@ -370,5 +384,7 @@ def test_a_worker_started_while_the_database_is_down_waits_for_it(
             workers.stop()
         outcome = _outcome(room, sink, workers)
     report = f"{outcome.report()}; unfinished {left}\n{workers.last_errors()}"
+    outcome.record("a worker started during an outage", "the database down for 4 s at start",
+                   worker_exits=len(workers.exits))
     assert workers.exits == [], report
     assert outcome.statuses == Counter({"sent": total}), report
