@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.config import Config
@@ -114,30 +115,17 @@ def test_the_claim_and_content_retention_read_their_partial_indexes(database_url
         db.dispose()
 
 
-def test_0010_adds_the_idempotency_keys_and_downgrades_cleanly(database_url: str) -> None:
+@pytest.mark.parametrize(("before", "tables"), [
+    ("0008", {"mailroom_idempotency_keys"}),
+    ("0010_idempotency_keys", {"mailroom_rate_limits", "mailroom_rate_limit_sends"}),
+], ids=["0010 idempotency keys", "0011 rate limits"])
+def test_a_migration_adds_its_tables_and_downgrades_cleanly(database_url: str, before: str, tables: set[str]) -> None:
     db = Database(database_url)
     try:
         db.migrate()
-        assert "mailroom_idempotency_keys" in inspect(db.engine).get_table_names()
-        _upgrade(db, "0008", down=True)
-        assert "mailroom_idempotency_keys" not in inspect(db.engine).get_table_names()
-        db.migrate()
-        with db.engine.connect() as conn:
-            context = MigrationContext.configure(conn, opts={"version_table": "mailroom_alembic_version"})
-            assert compare_metadata(context, metadata) == []
-    finally:
-        db.dispose()
-
-
-def test_0011_adds_the_rate_limits_and_downgrades_cleanly(database_url: str) -> None:
-    db = Database(database_url)
-    try:
-        db.migrate()
-        tables = set(inspect(db.engine).get_table_names())
-        assert {"mailroom_rate_limits", "mailroom_rate_limit_sends"} <= tables
-        _upgrade(db, "0010_idempotency_keys", down=True)
-        tables = set(inspect(db.engine).get_table_names())
-        assert not {"mailroom_rate_limits", "mailroom_rate_limit_sends"} & tables
+        assert tables <= set(inspect(db.engine).get_table_names())
+        _upgrade(db, before, down=True)
+        assert not tables & set(inspect(db.engine).get_table_names())
         db.migrate()
         with db.engine.connect() as conn:
             context = MigrationContext.configure(conn, opts={"version_table": "mailroom_alembic_version"})
