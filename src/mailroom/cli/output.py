@@ -270,10 +270,10 @@ def server_json(server: SmtpServer) -> dict[str, Any]:
 
 SERVER_COLUMNS = (
     Column("name"), Column("address", share=2, min_width=12), Column("security"), Column("enabled"),
-    Column("rate limits (used/limit)", rank=1, share=1, min_width=12),
     Column("priority", rank=1, justify="right"), Column("sender", rank=2, share=1),
     Column("username", rank=3, share=1, min_width=8), Column("password", rank=4),
-    Column("timeout", rank=5, justify="right"), Column("id", rank=6),
+    Column("timeout", rank=5, justify="right"),
+    Column("limits", rank=6, share=1, min_width=12), Column("id", rank=7),
 )
 
 
@@ -281,9 +281,8 @@ def print_servers(servers: list[SmtpServer], limits: dict[str, str] | None = Non
     """``limits``: per server id, its rate limits and their use as one short text."""
     limits = limits or {}
     rows = [(text(s.name), text(f"{s.host}:{s.port}"), text(s.security), text("yes" if s.enabled else "no"),
-             text(limits.get(s.id, "-")), text(s.priority), text(s.sender), text(s.username),
-             text("yes" if s.has_password else "no"),
-             text(f"{s.timeout_seconds:g} s"), text(s.id)) for s in servers]
+             text(s.priority), text(s.sender), text(s.username), text("yes" if s.has_password else "no"),
+             text(f"{s.timeout_seconds:g} s"), text(limits.get(s.id, "-")), text(s.id)) for s in servers]
     print_rows("SMTP servers", SERVER_COLUMNS, rows,
                "" if servers else "none yet: add one with `mailroom smtp add NAME --host HOST`")
 
