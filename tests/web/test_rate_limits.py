@@ -84,3 +84,18 @@ def test_smtp_list_shows_each_servers_use_of_each_window(room: Mailroom) -> None
     assert "1/100 per minute" in listed.output, listed.output
     as_json = runner.invoke(cli_app, ["smtp", "list", "--json"], env=env)
     assert '"used": 1' in as_json.output and '"limit": 100' in as_json.output
+
+
+def test_a_limit_too_large_to_keep_is_refused_at_once(admin: TestClient) -> None:
+    """Found by schemathesis: 999,999 per day made the request write 999,999 rows and time out."""
+    answer = admin.put(f"{API}/rate-limits/domains/example.org", json={"per_day": 999_999})
+    assert answer.status_code == 422 and "per_day" in answer.text
+
+
+def test_a_domain_is_kept_as_envelopes_carry_it_and_a_bad_one_is_refused(admin: TestClient) -> None:
+    """Found by schemathesis: a domain the IDNA codec cannot encode crashed the request with a 500."""
+    assert admin.put(f"{API}/rate-limits/domains/Straße.DE", json={"per_minute": 5}).status_code == 204
+    assert [u["name"] for u in admin.get(f"{API}/rate-limits").json()] == ["xn--strae-oqa.de"]
+    for bad in ("%C2%80", "a@b.org"):
+        answer = admin.put(f"{API}/rate-limits/domains/{bad}", json={"per_minute": 5})
+        assert answer.status_code == 422 and "not a domain name" in answer.text, answer.text

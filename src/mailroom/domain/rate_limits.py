@@ -9,15 +9,16 @@ a full window old.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import Enum, StrEnum
 
-from mailroom.errors import InvalidInput
+from mailroom.domain.addresses import validated_address
+from mailroom.errors import InvalidAddress, InvalidInput
 
-# Above this a per-window log of sends grows large; such limits are better set on a longer window.
-MAX_COUNT = 1_000_000
+# The log of sends keeps one row per mail a limit allows: above this, setting a limit would write a table's
+# worth of rows at once. A larger quota is set on a shorter window (20,000 per hour is 480,000 a day).
+MAX_COUNT = 20_000
 
 
 class Window(Enum):
@@ -53,13 +54,15 @@ class LimitScope:
 
     @classmethod
     def domain(cls, domain: str) -> LimitScope:
+        """The domain as recipients' envelope addresses carry it: lower-case, IDNA 2008 ASCII form."""
         name = domain.strip().lower().rstrip(".")
-        if not _DOMAIN.fullmatch(name):
+        try:
+            ascii_form = "" if "@" in name else validated_address(f"postmaster@{name}")[1]
+        except InvalidAddress:
+            ascii_form = ""
+        if not ascii_form:
             raise InvalidInput(f"{domain!r} is not a domain name (for example gmail.com)", field="domain")
-        return cls(ScopeKind.DOMAIN, name.encode("idna").decode("ascii") if not name.isascii() else name)
-
-
-_DOMAIN = re.compile(r"(?=.{1,253}$)([^\s@.]{1,63}\.)*[^\s@.]{1,63}")
+        return cls(ScopeKind.DOMAIN, ascii_form.rpartition("@")[2].lower())
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +73,8 @@ class RateLimit:
     def __post_init__(self) -> None:
         if not 1 <= self.count <= MAX_COUNT:
             raise InvalidInput(f"a limit per {self.window.label} must be between 1 and {MAX_COUNT:,} mails "
-                               f"(got {self.count}); leave it out for no limit", field=f"per_{self.window.label}")
+                               f"(got {self.count}); leave it out for no limit, or set a larger quota on a "
+                               "shorter window", field=f"per_{self.window.label}")
 
     def __str__(self) -> str:
         return f"{self.count}/{self.window.label}"

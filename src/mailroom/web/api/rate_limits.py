@@ -53,7 +53,7 @@ def list_limits(request: Request, caller: Caller) -> list[LimitUseOut]:
 
 
 @router.put("/rate-limits/servers/{name_or_id}", status_code=204, response_class=Response,
-            summary="Set an SMTP server's rate limits", dependencies=STATE_CHANGING, responses=errors(404))
+            summary="Set an SMTP server's rate limits", dependencies=STATE_CHANGING, responses=errors(400, 404))
 def set_server_limits(request: Request, name_or_id: Key, body: LimitsIn, caller: Caller) -> Response:
     """All four counts null removes the server's limits."""
     room(request).rate_limits.set_for_server(caller, name_or_id, body.limits())
@@ -62,7 +62,7 @@ def set_server_limits(request: Request, name_or_id: Key, body: LimitsIn, caller:
 
 @router.put("/rate-limits/domains/{domain}", status_code=204, response_class=Response,
             summary="Set the rate limits of mails to a recipient domain", dependencies=STATE_CHANGING,
-            responses=errors())
+            responses=errors(400))
 def set_domain_limits(request: Request, domain: Key, body: LimitsIn, caller: Caller) -> Response:
     """All four counts null removes the domain's limits. A mail to several limited domains waits for the
     strictest."""
