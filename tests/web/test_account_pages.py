@@ -117,3 +117,12 @@ def test_api_tokens_are_shown_once_and_can_be_revoked(admin: TestClient, client:
     assert token_id
     admin.post(f"/account/tokens/{token_id.group(1)}/revoke", data={"csrf_token": admin.headers["X-CSRF-Token"]})
     assert "revoked" in admin.get("/account").text
+
+
+def test_translated_text_is_escaped_not_read_as_html(admin: TestClient) -> None:
+    """The account page said 'Send it as "Authorization: Bearer ".': newstyle gettext with autoescape took
+    "<token>" from the catalogue as a tag."""
+    page = admin.get("/account").text
+    assert "Bearer &lt;token&gt;" in page and "Bearer <token>" not in page
+    german = admin.get("/account", headers={"Accept-Language": "de"}).text
+    assert "Bearer &lt;token&gt;" in german

@@ -325,3 +325,14 @@ def test_german_admins_get_german_pages(admin: TestClient, room: Mailroom) -> No
 def test_the_csrf_meta_and_field_agree(admin: TestClient) -> None:
     page = admin.get("/smtp/new").text
     assert f'name="csrf_token" value="{csrf_of(page)}"' in page
+
+
+def test_the_403_page_names_the_user_and_the_permission_as_people_know_them(
+        user_with: Callable[..., TestClient], room: Mailroom) -> None:
+    """It showed the internal user id and the raw permission id ('user '3f…' lacks mailroom.smtp.manage')."""
+    operator = user_with("mail-operator")
+    page = operator.get("/smtp/new")
+    assert page.status_code == 403
+    assert "user0@example.org may not do this" in page.text and "“Manage SMTP servers”" in page.text
+    user_id = room.users.find_user(SYSTEM, "user0@example.org").id
+    assert user_id not in page.text and "mailroom.smtp.manage" not in page.text

@@ -57,7 +57,7 @@ def test_overview_shows_counts_and_the_hourly_chart(admin: TestClient, room: Mai
     room.deliver_pending()
     send(room, "waiting")
     page = admin.get("/")
-    assert page.status_code == 200 and "<h1>Mail & SMTP</h1>" in page.text
+    assert page.status_code == 200 and "<h1>Mail &amp; SMTP</h1>" in page.text
     counts = dict(re.findall(r'data-testid="count-(\w+)">\s*<span class="count">([^<]+)</span>', page.text))
     assert counts == {"queued": "1", "deferred": "0", "sent": "2", "failed": "1"}
     chart = page.text[page.text.index('<svg class="chart"'):page.text.index("</svg>")]

@@ -13,6 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from mailroom.domain.permissions import PERMISSIONS
 from mailroom.errors import (
     AccountLocked,
     AuthenticationFailed,
@@ -24,7 +25,8 @@ from mailroom.errors import (
     RateLimited,
     StorageError,
 )
-from mailroom.web.context import CsrfRejected, LoginRequired
+from mailroom.web.context import CsrfRejected, LoginRequired, current
+from mailroom.web.i18n import gettext as _
 from mailroom.web.pages import render, see_other
 
 logger = logging.getLogger("mailroom.web")
@@ -80,7 +82,8 @@ def install(app: FastAPI) -> None:
             inside = request.url.path.removeprefix(request.scope.get("root_path", ""))  # url() adds it back
             target = inside + (f"?{request.url.query}" if request.url.query else "")
             return see_other(request, f"/login?next={quote(target, safe='/')}")
-        return render(request, "error.html", status_code=status, status=status, message=str(exc))
+        message = _permission_message(request, exc) if type(exc) is PermissionDenied else str(exc)
+        return render(request, "error.html", status_code=status, status=status, message=message)
 
     @app.exception_handler(Exception)
     async def on_unexpected_error(request: Request, exc: Exception) -> Response:
@@ -111,3 +114,15 @@ def install(app: FastAPI) -> None:
                                 headers=getattr(exc, "headers", None))
         return render(request, "error.html", status_code=exc.status_code, status=exc.status_code,
                       message=str(exc.detail))
+
+
+def _permission_message(request: Request, exc: PermissionDenied) -> str:
+    """Who is refused and what they lack, as a person reads it: the e-mail and the permission's label (the
+    API keeps the ids, for scripts)."""
+    labels = {permission.id: permission.label for permission in PERMISSIONS.all()}
+    label = _(labels.get(exc.permission, exc.permission))
+    session = current(request)
+    if session is None:
+        return _("Log in with an account that may “{permission}”.").format(permission=label)
+    return _("{email} may not do this: it needs the permission “{permission}”. Ask an administrator for a role "
+             "that has it.").format(email=session.user.email, permission=label)

@@ -11,6 +11,7 @@ from babel.dates import format_datetime
 from babel.numbers import format_decimal
 from fastapi import Request
 from fastapi.responses import HTMLResponse, RedirectResponse
+from markupsafe import Markup, escape
 from starlette.concurrency import run_in_threadpool
 
 from mailroom.domain.permissions import Subject
@@ -26,7 +27,20 @@ _environment = jinja2.Environment(
     trim_blocks=True,
     lstrip_blocks=True,
 )
-_environment.install_gettext_callables(i18n.gettext, i18n.ngettext, newstyle=True)  # type: ignore[attr-defined]
+
+
+def _escaped_gettext(message: str) -> Markup:
+    return escape(i18n.gettext(message))
+
+
+def _escaped_ngettext(singular: str, plural: str, count: int) -> Markup:
+    return escape(i18n.ngettext(singular, plural, count))
+
+
+# Escaped before Jinja sees them: with autoescape, newstyle gettext marks whatever the catalogue returns as
+# safe HTML, so "Bearer <token>" rendered as a tag and a translator's text could inject markup. Values
+# formatted into a translation ({name}, %(n)s) are escaped by Markup's own formatting.
+_environment.install_gettext_callables(_escaped_gettext, _escaped_ngettext, newstyle=True)  # type: ignore[attr-defined]
 
 
 def url(request: Request, path: str) -> str:
