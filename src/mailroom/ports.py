@@ -196,6 +196,11 @@ class RateLimits(Protocol):
         else the denial of the limit that frees up last."""
         ...
 
+    def sent(self, scopes: Sequence[LimitScope], reserved_at: datetime, now: datetime) -> None:
+        """The mail reserved at ``reserved_at`` is out: its count moves to ``now``, when the server had it, so
+        that the next mail on that count waits a full window after this one arrived, not after it started."""
+        ...
+
     def usage(self, now: datetime) -> list[LimitUse]: ...
 
 

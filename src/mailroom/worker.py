@@ -400,8 +400,10 @@ class Worker:
                 if not self._holds_lease(held):
                     self._drop(held)  # another worker may hold it now: never sent twice
                     continue
+                scopes = self._limited_scopes(lane.server, held.claim)
+                reserved_at = self._clock.now()
                 try:
-                    if not await self._within_rate_limits(lane, held):
+                    if scopes and not await self._within_rate_limits(lane, held, scopes, reserved_at):
                         continue
                 except StorageError:
                     return  # only when stopping: the mail is given back with the others
@@ -444,6 +446,11 @@ class Worker:
                 elif lane.health.sent():
                     self._staff(lane)
                 written = self._finish(held, result)
+                if scopes:
+                    assert self._rate_limits is not None
+                    with contextlib.suppress(StorageError):  # only when stopping: the reservation's time stays
+                        await self._storage("moving a sent mail's count to its arrival", self._rate_limits.sent,
+                                            scopes, reserved_at, self._clock.now())
                 if unwritten and unwritten[0].done():
                     unwritten.popleft()
                 unwritten.append(written)
@@ -461,17 +468,15 @@ class Worker:
             async with asyncio.timeout(remaining):
                 await session.close()  # cancelled by the timeout, it still closes the socket
 
-    async def _within_rate_limits(self, lane: _Lane, held: _Held) -> bool:
+    async def _within_rate_limits(self, lane: _Lane, held: _Held, scopes: list[LimitScope],
+                                  reserved_at: datetime) -> bool:
         """Count the mail against the limits of its server and recipient domains, just before it goes
         (so that the count follows the sends); False when a limit holds it back, and then the mail waits
         for it: on another server when the server's own limit is full, else back in the queue, due when
         the window allows, its attempts untouched."""
-        scopes = self._limited_scopes(lane.server, held.claim)
-        if not scopes:
-            return True
         assert self._rate_limits is not None
         denial = await self._storage("counting a mail against the rate limits", self._rate_limits.reserve,
-                                     scopes, self._clock.now())
+                                     scopes, reserved_at)
         if denial is None:
             return True
         wait = max(0.0, (denial.until - self._clock.now()).total_seconds())

@@ -89,3 +89,14 @@ def test_concurrent_workers_together_never_exceed_the_limit(postgres_url: str) -
     finally:
         for room in rooms:
             room.close()
+
+
+def test_a_sent_mail_counts_from_its_arrival_so_the_server_never_sees_more_than_the_limit(limits: RateLimits) -> None:
+    """Counted from the start of each send, a slow send let the server take 102 mails in a minute against 100:
+    the next mail on the same count went a window after the slow one started, not after it arrived."""
+    limits.set_limits(RELAY, [RateLimit(1, Window.MINUTE)])
+    assert limits.reserve([RELAY], at(0)) is None
+    limits.sent([RELAY], at(0), at(8))  # the server had it 8 s later
+    denial = limits.reserve([RELAY], at(60))
+    assert denial is not None and denial.until == at(68)
+    assert limits.reserve([RELAY], at(68)) is None

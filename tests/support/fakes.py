@@ -323,6 +323,12 @@ class FakeRateLimits:
         self.granted += 1
         return None
 
+    def sent(self, scopes: Sequence[LimitScope], reserved_at: datetime, now: datetime) -> None:
+        for scope in scopes:
+            for limit in self.limits.get(scope, ()):
+                sends = self.sends.get((scope, limit.window), [])
+                self.sends[(scope, limit.window)] = sorted(now if t == reserved_at else t for t in sends)
+
     def usage(self, now: datetime) -> list[LimitUse]:
         return [LimitUse(scope, limit, sum(1 for t in self.sends.get((scope, limit.window), [])
                                            if t > now - timedelta(seconds=limit.window.seconds)))

@@ -2,7 +2,10 @@
 
 Each limit keeps one row per mail it allows in a window (``mailroom_rate_limit_sends``), holding the time
 that row was last used. A reservation takes the oldest row of each limit and may go when every one of them
-is at least a window old; it then stamps them with now, all in one transaction. The limit rows are locked
+is at least a window old; it then stamps them with now, all in one transaction. Once the mail is out, its
+rows are stamped again with the time the server had it (``sent``): a mail's arrival and the arrival of the
+next mail on the same row are then a full window apart, so the server never sees more than the limit in
+any window, however long each send took. The limit rows are locked
 first, in one order (PostgreSQL ``FOR UPDATE``; SQLite has one writer at a time), so concurrent workers
 queue for a scope instead of both taking its last free row.
 """
@@ -104,6 +107,16 @@ class SqlRateLimits:
             if free:
                 conn.execute(_STAMP, free)
         return None
+
+    def sent(self, scopes: Sequence[LimitScope], reserved_at: datetime, now: datetime) -> None:
+        if not scopes:
+            return
+        with self._db.write() as conn:
+            conn.execute(update(rate_limit_sends)
+                         .where(tuple_(rate_limit_sends.c.scope_kind, rate_limit_sends.c.scope_target)
+                                .in_([(s.kind.value, s.target) for s in sorted(set(scopes))]),
+                                rate_limit_sends.c.sent_at == reserved_at)
+                         .values(sent_at=now))
 
     def usage(self, now: datetime) -> list[LimitUse]:
         with self._db.read() as conn:
