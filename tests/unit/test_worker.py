@@ -296,3 +296,13 @@ def test_a_server_answering_too_many_gets_fewer_connections_then_a_pause() -> No
     assert health.target == 1 and health.cooling(time.monotonic())
     assert len(transport.sent) < 12, "a paused server gets no more mail"
     assert all(m.attempts <= 1 for m in outbox.mails.values())
+
+
+def test_a_domain_limit_holds_for_recipients_written_in_unicode() -> None:
+    """Limits are kept in the envelope's ASCII form (xn--…); a recipient stored as a@straße.de escaped them."""
+    outbox, servers, transport, limits = FakeOutbox(), FakeServerStore(server()), FakeTransport(), FakeRateLimits()
+    limits.set_limits(LimitScope.domain("straße.de"), [RateLimit(1, Window.MINUTE)])
+    for n in range(3):
+        outbox.put(f"m{n}", [f"user{n}@straße.de"])
+    run(make_worker(outbox, servers, transport, rate_limits=limits))
+    assert len(transport.sent) == 1

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import Enum, StrEnum
 
-from mailroom.domain.addresses import validated_address
+from mailroom.domain.addresses import envelope_address, validated_address
 from mailroom.errors import InvalidAddress, InvalidInput
 
 # The log of sends keeps one row per mail a limit allows: above this, setting a limit would write a table's
@@ -111,7 +111,8 @@ def limits_from(*, per_second: int | None = None, per_minute: int | None = None,
 
 
 def recipient_domains(recipients: tuple[str, ...] | list[str]) -> set[str]:
-    return {r.rpartition("@")[2].lower() for r in recipients if "@" in r}
+    """The domains as the envelope carries them (IDNA 2008 ASCII, lower-case), the form limits are kept in."""
+    return {envelope_address(r).rpartition("@")[2].lower() for r in recipients if "@" in r}
 
 
 def oldest_allows(oldest_send: datetime, limit: RateLimit, now: datetime) -> datetime | None:
