@@ -401,12 +401,14 @@ class Worker:
                     self._drop(held)  # another worker may hold it now: never sent twice
                     continue
                 scopes = self._limited_scopes(lane.server, held.claim)
-                reserved_at = self._clock.now()
-                try:
-                    if scopes and not await self._within_rate_limits(lane, held, scopes, reserved_at):
-                        continue
-                except StorageError:
-                    return  # only when stopping: the mail is given back with the others
+                reserved_at: datetime | None = None
+                if scopes:
+                    reserved_at = self._clock.now()
+                    try:
+                        if not await self._within_rate_limits(lane, held, scopes, reserved_at):
+                            continue
+                    except StorageError:
+                        return  # only when stopping: the mail is given back with the others
                 if session is None or not await session.ensure_alive():
                     if session is not None:
                         await self._close(session)
@@ -446,7 +448,7 @@ class Worker:
                 elif lane.health.sent():
                     self._staff(lane)
                 written = self._finish(held, result)
-                if scopes:
+                if reserved_at is not None:
                     assert self._rate_limits is not None
                     with contextlib.suppress(StorageError):  # only when stopping: the reservation's time stays
                         await self._storage("moving a sent mail's count to its arrival", self._rate_limits.sent,
