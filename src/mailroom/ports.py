@@ -121,9 +121,20 @@ class Outbox(Protocol):
         """
 
     def claim(self, *, worker_id: str, limit: int, now: datetime, lease_seconds: float,
-              max_bytes: int | None = None) -> list[ClaimedMail]:
+              max_bytes: int | None = None, token: str | None = None) -> list[ClaimedMail]:
         """Take up to ``limit`` due mails, highest priority first, leasing them until now + lease; with
-        ``max_bytes``, stop before the messages add up to more (the first mail comes however large)."""
+        ``max_bytes``, stop before the messages add up to more (the first mail comes however large).
+
+        ``token`` names the claim (``new_claim_token``; a new one if not given), so that a caller who never
+        heard back can take it up with ``resume_claim``.
+        """
+
+    def resume_claim(self, token: str, *, now: datetime, lease_seconds: float) -> list[ClaimedMail]:
+        """The mails a claim under ``token`` still holds, their lease renewed until now + lease.
+
+        For a claim whose commit went through while the connection to the database was lost, so that the
+        caller saw an error: [] when that claim never happened (or its mails are done).
+        """
 
     def record(self, results: Sequence[DeliveryResult]) -> None:
         """Write attempts and statuses; a result whose claim was lost is written as an attempt only."""

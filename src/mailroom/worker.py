@@ -17,7 +17,8 @@
   its lease holds with room to spare; a mail another worker took over is dropped, never sent twice.
 - Results are written by one writer task in group commits. Every storage call retries a failing database
   with backoff until it answers (or the worker stops): a database restart or a full disk pauses delivery,
-  it never ends the worker.
+  it never ends the worker. A claim tried again is first taken up under its own token: the connection may
+  have dropped after its commit, and its mails would otherwise wait out a whole lease.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
+from mailroom.domain.outbox import new_claim_token
 from mailroom.domain.rate_limits import LimitScope, RateLimit, ScopeKind, recipient_domains
 from mailroom.domain.server_health import ServerHealth, says_too_many
 from mailroom.domain.servers import SmtpServer, servers_to_try
@@ -279,8 +281,7 @@ class Worker:
             await self._wait_for_a_server(now)
             return 0
         self._waiting_for_server = False
-        claims = await self._storage("claiming mails", self._outbox.claim, worker_id=self.id, limit=limit, now=now,
-                                     lease_seconds=self._lease_seconds, max_bytes=self._batch_bytes)
+        claims = await self._storage("claiming mails", self._claim_or_resume(limit))
         lease_until = time.monotonic() + self._lease_seconds
         for claim in claims:
             held = _Held(claim, lease_until)
@@ -291,6 +292,27 @@ class Worker:
             else:
                 self._route(held)
         return len(claims)
+
+    def _claim_or_resume(self, limit: int) -> Callable[[], list[ClaimedMail]]:
+        """One claim, as a call the storage retries: a second call first takes up what the first one may
+        have claimed unseen (its commit went through, the answer was lost with the connection)."""
+        token = new_claim_token(self.id)
+        tried = False
+
+        def claim() -> list[ClaimedMail]:
+            nonlocal tried
+            now = self._clock.now()  # at each try: after an outage the lease counts from when the database is back
+            if tried:
+                resumed = self._outbox.resume_claim(token, now=now, lease_seconds=self._lease_seconds)
+                if resumed:
+                    log.warning("worker %s: took up %d mail(s) of a claim whose answer was lost", self.id,
+                                len(resumed))
+                    return resumed
+            tried = True
+            return self._outbox.claim(worker_id=self.id, limit=limit, now=now, lease_seconds=self._lease_seconds,
+                                      max_bytes=self._batch_bytes, token=token)
+
+        return claim
 
     def _update_lanes(self, servers: list[SmtpServer]) -> None:
         """Lanes follow the server list: a changed server gets a fresh lane, a removed one is drained."""
@@ -361,9 +383,7 @@ class Worker:
         """Nothing can go out: mark the oldest due mails with the reason once, then sleep until woken."""
         if not self._waiting_for_server:
             self._waiting_for_server = True
-            claims = await self._storage("claiming mails", self._outbox.claim, worker_id=self.id,
-                                         limit=self._batch_size, now=now, lease_seconds=self._lease_seconds,
-                                         max_bytes=self._batch_bytes)
+            claims = await self._storage("claiming mails", self._claim_or_resume(self._batch_size))
             if claims:
                 await self._storage("giving back mails", self._outbox.release, claims, retry_at=now,
                                     error=str(NoServerConfigured()))

@@ -12,7 +12,7 @@ import pytest
 from cryptography.fernet import Fernet
 
 from mailroom import SYSTEM, Mail, Mailroom
-from mailroom.domain.outbox import DeliveryAttempt, MailStatus
+from mailroom.domain.outbox import DeliveryAttempt, MailStatus, new_claim_token
 from mailroom.domain.retry import RetryPolicy
 from mailroom.ports import ClaimedMail, DeliveryResult, Outbox
 from mailroom.usecases.deliver_mail import DeliverMail
@@ -80,6 +80,22 @@ def test_a_claim_leases_each_due_mail_once(backend: Backend) -> None:
     assert {c.id for c in first} == ids and {c.attempts for c in first} == {1}
     assert claim(backend, "w2") == []
     assert backend.status_and_attempts(first[0].id) == (MailStatus.SENDING, 1)
+
+
+def test_a_claim_is_taken_up_again_under_its_token(backend: Backend) -> None:
+    """What a worker does when a claim's answer was lost: the same mails, leased anew, nothing else."""
+    ids = {backend.queue("a@example.org"), backend.queue("b@example.org")}
+    token = new_claim_token("w1")
+    first = backend.outbox.claim(worker_id="w1", limit=10, now=later(), lease_seconds=60.0, token=token)
+    later_one = backend.queue("c@example.org")  # queued after the claim: not part of it
+    again = backend.outbox.resume_claim(token, now=later(30), lease_seconds=60.0)
+    assert {c.id for c in first} == {c.id for c in again} == ids
+    assert {c.claim_token for c in again} == {token} and {c.attempts for c in again} == {1}
+    assert [c.recipients for c in again] == [c.recipients for c in first]
+    assert {c.id for c in claim(backend)} == {later_one}  # the claim's mails stay with their holder
+    backend.outbox.record([result(c, MailStatus.SENT, {r: "accepted" for r in c.recipients}) for c in again])
+    assert backend.outbox.resume_claim(token, now=later(), lease_seconds=60.0) == []
+    assert backend.outbox.resume_claim(new_claim_token("w1"), now=later(), lease_seconds=60.0) == []
 
 
 def test_a_lease_is_renewed_only_for_its_holder(backend: Backend) -> None:

@@ -15,7 +15,13 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
 from mailroom.domain.idempotency import IdempotencyRecord
-from mailroom.domain.outbox import CLAIMABLE_STATUSES, DeliveryAttempt, MailStatus, RecipientStatus
+from mailroom.domain.outbox import (
+    CLAIMABLE_STATUSES,
+    DeliveryAttempt,
+    MailStatus,
+    RecipientStatus,
+    new_claim_token,
+)
 from mailroom.domain.rate_limits import Denial, LimitScope, LimitUse, RateLimit, Window, oldest_allows
 from mailroom.domain.servers import SmtpServer
 from mailroom.errors import ServerNotFound, SmtpConnectError, SmtpTemporaryError, StorageUnavailable
@@ -53,18 +59,30 @@ class FakeMail:
 
 
 class Failures:
-    """``fail["claim"] = 2``: the next two claims raise StorageUnavailable (a database blip)."""
+    """``fail["claim"] = 2``: the next two claims raise StorageUnavailable (a database blip).
+
+    ``fail.lose_answer["claim"] = 1``: the next claim does its work, then raises (the commit went through,
+    and the connection dropped before its answer came back).
+    """
 
     def __init__(self) -> None:
         self.pending: dict[str, int] = {}
+        self.lose_answer: dict[str, int] = {}
         self.raised: dict[str, int] = {}
 
     def __setitem__(self, method: str, times: int) -> None:
         self.pending[method] = times
 
     def check(self, method: str) -> None:
-        if self.pending.get(method, 0) > 0:
-            self.pending[method] -= 1
+        self._raise_if(self.pending, method)
+
+    def check_answer(self, method: str) -> None:
+        """Called after the work is done."""
+        self._raise_if(self.lose_answer, method)
+
+    def _raise_if(self, planned: dict[str, int], method: str) -> None:
+        if planned.get(method, 0) > 0:
+            planned[method] -= 1
             self.raised[method] = self.raised.get(method, 0) + 1
             raise StorageUnavailable(f"the database is unavailable (fake {method} failure)")
 
@@ -85,26 +103,39 @@ class FakeOutbox:
                                        next_attempt_at=self.clock.now())
 
     def claim(self, *, worker_id: str, limit: int, now: datetime, lease_seconds: float,
-              max_bytes: int | None = None) -> list[ClaimedMail]:
+              max_bytes: int | None = None, token: str | None = None) -> list[ClaimedMail]:
         self.fail.check("claim")
-        token = f"{worker_id}:{secrets.token_hex(4)}"
+        token = token or new_claim_token(worker_id)
         due = sorted((m for m in self.mails.values()
                       if m.status in CLAIMABLE_STATUSES and m.next_attempt_at <= now), key=lambda m: m.id)[:limit]
-        claims = []
         for mail in due:
             mail.status, mail.claim_token = MailStatus.SENDING, token
             mail.attempts += 1
             mail.next_attempt_at = now + timedelta(seconds=lease_seconds)
-            done = {r: s for r, s in mail.recipient_status.items()
-                    if s in (RecipientStatus.ACCEPTED.value, RecipientStatus.REFUSED.value)}
-            claims.append(ClaimedMail(
-                id=mail.id, claim_token=token, message=b"Subject: hi\r\n\r\nhello\r\n",
-                envelope_sender="me@example.org",
-                recipients=tuple(r for r in mail.recipients if r not in done), smtp_hint=mail.smtp_hint,
-                attempts=mail.attempts, expires_at=None, has_from_header=True,
-                accepted_before=list(done.values()).count(RecipientStatus.ACCEPTED.value),
-                refused_before=list(done.values()).count(RecipientStatus.REFUSED.value)))
+        claims = [self._claimed(mail) for mail in due]
+        self.fail.check_answer("claim")
         return claims
+
+    def resume_claim(self, token: str, *, now: datetime, lease_seconds: float) -> list[ClaimedMail]:
+        self.fail.check("resume_claim")
+        held = sorted((m for m in self.mails.values() if m.claim_token == token and m.status is MailStatus.SENDING),
+                      key=lambda m: m.id)
+        for mail in held:
+            mail.next_attempt_at = now + timedelta(seconds=lease_seconds)
+        return [self._claimed(mail) for mail in held]
+
+    @staticmethod
+    def _claimed(mail: FakeMail) -> ClaimedMail:
+        assert mail.claim_token is not None
+        done = {r: s for r, s in mail.recipient_status.items()
+                if s in (RecipientStatus.ACCEPTED.value, RecipientStatus.REFUSED.value)}
+        return ClaimedMail(
+            id=mail.id, claim_token=mail.claim_token, message=b"Subject: hi\r\n\r\nhello\r\n",
+            envelope_sender="me@example.org",
+            recipients=tuple(r for r in mail.recipients if r not in done), smtp_hint=mail.smtp_hint,
+            attempts=mail.attempts, expires_at=None, has_from_header=True,
+            accepted_before=list(done.values()).count(RecipientStatus.ACCEPTED.value),
+            refused_before=list(done.values()).count(RecipientStatus.REFUSED.value))
 
     def record(self, results: Sequence[DeliveryResult]) -> None:
         self.fail.check("record")

@@ -66,6 +66,20 @@ def test_a_database_blip_does_not_end_the_worker(caplog: pytest.LogCaptureFixtur
     assert "trying again" in caplog.text and "works again" in caplog.text
 
 
+def test_a_claim_committed_while_its_answer_was_lost_is_sent_now_not_after_its_lease() -> None:
+    """The connection drops during the claim's commit: the mails are ``sending`` under the worker's claim,
+    the worker saw an error. It takes that claim up again instead of leaving the mails for the lease."""
+    outbox, servers, transport = FakeOutbox(), FakeServerStore(server()), FakeTransport()
+    for n in range(5):
+        outbox.put(f"m{n}")
+    outbox.fail.lose_answer["claim"] = 1
+    run(make_worker(outbox, servers, transport, lease_seconds=3600.0))
+    assert {m.status for m in outbox.mails.values()} == {MailStatus.SENT}
+    copies = collections.Counter(r for s in transport.sent for r in s.recipients)
+    assert len(copies) == 5 and set(copies.values()) == {1}
+    assert {m.attempts for m in outbox.mails.values()} == {1}
+
+
 def test_a_password_read_that_fails_once_is_read_again_at_the_next_connect() -> None:
     outbox, servers, transport = FakeOutbox(), FakeServerStore(server()), FakeTransport()
     outbox.put("m1")

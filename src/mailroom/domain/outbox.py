@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import enum
 import os
+import secrets
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -38,6 +39,11 @@ FINAL_STATUSES = frozenset({MailStatus.SENT, MailStatus.FAILED, MailStatus.PARTI
 # Retrying a deferred mail means "now" rather than at its next attempt time.
 RETRYABLE_STATUSES = frozenset({MailStatus.FAILED, MailStatus.CANCELLED, MailStatus.DEFERRED})
 CANCELLABLE_STATUSES = frozenset({MailStatus.QUEUED, MailStatus.DEFERRED})
+
+
+def new_claim_token(worker_id: str) -> str:
+    """A claim's name: its worker, and a part of its own (a worker claims many times)."""
+    return f"{worker_id}:{secrets.token_hex(6)}"
 
 
 class RecipientKind(enum.StrEnum):

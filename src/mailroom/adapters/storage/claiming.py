@@ -8,6 +8,9 @@ statements are safe there without row locks.
 
 A mail in ``sending`` whose lease (``next_attempt_at``) has passed is claimable again: its worker died.
 
+A claim whose commit went through while its worker lost the connection (so it never saw the answer) is
+taken up again under its token by ``resume_claim``; otherwise its mails would sit out their lease.
+
 The statements are built once, with bound parameters: a claim runs several times a second under load,
 and building and hashing a statement costs more than running it.
 """
@@ -41,6 +44,10 @@ _DUE = {rank: _due(rank) for rank in _RANKS}
 _DUE_SKIP_LOCKED = {rank: statement.with_for_update(skip_locked=True) for rank, statement in _DUE.items()}
 
 
+_CLAIMED_COLUMNS = (mails.c.id, mails.c.attempts, mails.c.envelope_sender, mails.c.smtp_hint,
+                    mails.c.expires_at, mails.c.has_from, mails.c.size_bytes)
+
+
 def _lease(due: Select[str]) -> Update:
     """Mark the due mails ``sending`` under this claim's token until the lease ends, in one statement.
 
@@ -55,8 +62,7 @@ def _lease(due: Select[str]) -> Update:
         .values(status=MailStatus.SENDING.value, claim_token=bindparam("token"), attempts=mails.c.attempts + 1,
                 next_attempt_at=bindparam("lease_until", type_=mails.c.next_attempt_at.type),
                 updated_at=bindparam("now", type_=mails.c.updated_at.type))
-        .returning(mails.c.id, mails.c.attempts, mails.c.envelope_sender, mails.c.smtp_hint,
-                   mails.c.expires_at, mails.c.has_from, mails.c.size_bytes)
+        .returning(*_CLAIMED_COLUMNS)
     )
 
 
@@ -81,3 +87,20 @@ def claim_due(conn: Connection, *, token: str, limit: int, now: datetime, lease_
         # RETURNING has no order of its own. Mail ids are UUIDv7, so they sort by queue time.
         claimed += sorted(rows, key=lambda row: row.id)
     return claimed
+
+
+# Rare (after a connection lost in a claim's commit), so a scan of the claim token is fine: no index for it.
+_RESUME = (
+    update(mails)
+    .where(mails.c.claim_token == bindparam("token"), mails.c.status == MailStatus.SENDING.value)
+    .values(next_attempt_at=bindparam("lease_until", type_=mails.c.next_attempt_at.type),
+            updated_at=bindparam("now", type_=mails.c.updated_at.type))
+    .returning(*_CLAIMED_COLUMNS)
+)
+
+
+def resume_claimed(conn: Connection, *, token: str, now: datetime, lease_seconds: float) -> list[Row[Any]]:
+    """The rows still held under ``token``, oldest first, their lease renewed from ``now``."""
+    rows = conn.execute(_RESUME, {"token": token, "now": now,
+                                  "lease_until": now + timedelta(seconds=lease_seconds)}).all()
+    return sorted(rows, key=lambda row: row.id)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import secrets
 from collections import defaultdict
 from collections.abc import Sequence
 from datetime import datetime, timedelta
@@ -36,7 +35,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql.dml import ReturningInsert
 
 from mailroom.adapters.storage.bulk import BulkStatement, IdQuery, _Compiled
-from mailroom.adapters.storage.claiming import claim_due
+from mailroom.adapters.storage.claiming import claim_due, resume_claimed
 from mailroom.adapters.storage.database import Database
 from mailroom.adapters.storage.tables import (
     HAS_CONTENT,
@@ -59,6 +58,7 @@ from mailroom.domain.outbox import (
     RecipientKind,
     RecipientResult,
     RecipientStatus,
+    new_claim_token,
 )
 from mailroom.errors import (
     ConfidentialContent,
@@ -215,8 +215,8 @@ class SqlMailStore:
         return mail_rows, recipient_rows, content_rows
 
     def claim(self, *, worker_id: str, limit: int, now: datetime, lease_seconds: float,
-              max_bytes: int | None = None) -> list[ClaimedMail]:
-        token = f"{worker_id}:{secrets.token_hex(6)}"
+              max_bytes: int | None = None, token: str | None = None) -> list[ClaimedMail]:
+        token = token or new_claim_token(worker_id)
         with self._db.write() as conn:
             rows = claim_due(conn, token=token, limit=limit, now=now, lease_seconds=lease_seconds)
             if not rows:
@@ -225,15 +225,24 @@ class SqlMailStore:
                 rows, surplus = _within_bytes(rows, max_bytes)
                 # Over the budget: given back in the same transaction, due as they were.
                 _give_back(conn, [(row.id, token, row.attempts) for row in surplus], retry_at=now, error=None)
-            contents = {mail_id: (message, envelope) for mail_id, message, envelope
-                        in conn.execute(_CONTENTS, {"ids": [row.id for row in rows]})}
-            rows = self._open_sealed(conn, rows, contents, token=token, now=now)
-            # A retry goes only to the recipients earlier attempts did not settle (a 4xx at RCPT defers one).
-            retried = [row.id for row in rows if row.attempts > 1]
-            settled: dict[str, dict[str, str]] = defaultdict(dict)
-            if retried:
-                for mail_id, email, status in conn.execute(_SETTLED_RECIPIENTS, {"ids": retried}):
-                    settled[mail_id][email] = status
+            return self._claimed(conn, rows, token=token, now=now)
+
+    def resume_claim(self, token: str, *, now: datetime, lease_seconds: float) -> list[ClaimedMail]:
+        with self._db.write() as conn:
+            rows = resume_claimed(conn, token=token, now=now, lease_seconds=lease_seconds)
+            return self._claimed(conn, rows, token=token, now=now) if rows else []
+
+    def _claimed(self, conn: Connection, rows: list[Row[Any]], *, token: str, now: datetime) -> list[ClaimedMail]:
+        """What the worker needs of the claimed rows: their message, and the recipients still to send to."""
+        contents = {mail_id: (message, envelope) for mail_id, message, envelope
+                    in conn.execute(_CONTENTS, {"ids": [row.id for row in rows]})}
+        rows = self._open_sealed(conn, rows, contents, token=token, now=now)
+        # A retry goes only to the recipients earlier attempts did not settle (a 4xx at RCPT defers one).
+        retried = [row.id for row in rows if row.attempts > 1]
+        settled: dict[str, dict[str, str]] = defaultdict(dict)
+        if retried:
+            for mail_id, email, status in conn.execute(_SETTLED_RECIPIENTS, {"ids": retried}):
+                settled[mail_id][email] = status
         claims = []
         for row in rows:
             message, envelope = contents.get(row.id, (None, ""))  # no content: retention dropped it
