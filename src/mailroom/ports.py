@@ -136,8 +136,12 @@ class Outbox(Protocol):
         caller saw an error: [] when that claim never happened (or its mails are done).
         """
 
-    def record(self, results: Sequence[DeliveryResult]) -> None:
-        """Write attempts and statuses; a result whose claim was lost is written as an attempt only."""
+    def record(self, results: Sequence[DeliveryResult], *, again: bool = False) -> None:
+        """Write attempts and statuses; a result whose claim was lost is written as an attempt only.
+
+        ``again``: an earlier call with these results may have been committed unseen (the connection dropped
+        during the commit); attempts already written are not written twice.
+        """
 
     def release(self, claims: Sequence[ClaimedMail], *, retry_at: datetime, error: str | None = None) -> None:
         """Give unsent claims back to the queue without counting an attempt (shutdown, no server)."""

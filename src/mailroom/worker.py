@@ -17,8 +17,9 @@
   its lease holds with room to spare; a mail another worker took over is dropped, never sent twice.
 - Results are written by one writer task in group commits. Every storage call retries a failing database
   with backoff until it answers (or the worker stops): a database restart or a full disk pauses delivery,
-  it never ends the worker. A claim tried again is first taken up under its own token: the connection may
-  have dropped after its commit, and its mails would otherwise wait out a whole lease.
+  it never ends the worker. A claim or a write tried again allows for the first try's commit having gone
+  through unseen (the connection dropped before the answer): the claim is taken up under its own token
+  instead of its mails waiting out a whole lease, and no attempt is logged twice.
 """
 
 from __future__ import annotations
@@ -676,11 +677,23 @@ class Worker:
     async def _record(self, batch: list[DeliveryResult]) -> None:
         """Write results, trying again until the database takes them; when stopping, up to the grace."""
         try:
-            await self._storage(f"writing {len(batch)} delivery result(s)", self._outbox.record, batch,
+            await self._storage(f"writing {len(batch)} delivery result(s)", self._record_or_complete(batch),
                                 give_up_after=self._grace_seconds if self._stopping.is_set() else None)
         except StorageError:
             log.error("worker %s could not write the results of mails %s; they are sent again after their lease",
                       self.id, ", ".join(r.mail_id for r in batch))
+
+    def _record_or_complete(self, batch: list[DeliveryResult]) -> Callable[[], None]:
+        """One write of results, as a call the storage retries: a second call writes only what the first
+        did not (its commit may have gone through with the answer lost), so no attempt is logged twice."""
+        tried = False
+
+        def record() -> None:
+            nonlocal tried
+            again, tried = tried, True
+            self._outbox.record(batch, again=again)
+
+        return record
 
     async def _retention_loop(self) -> None:
         assert self._purge is not None

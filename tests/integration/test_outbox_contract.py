@@ -42,6 +42,12 @@ class Backend:
         stored = self.room.get_mail(SYSTEM, mail_id)
         return stored.status, stored.attempts
 
+    def attempt_numbers(self, mail_id: str) -> list[int]:
+        if self.room is None:
+            assert isinstance(self.outbox, FakeOutbox)
+            return [a.number for a in self.outbox.mails[mail_id].attempt_log]
+        return [a.number for a in self.room.get_mail(SYSTEM, mail_id).attempt_log]
+
 
 @pytest.fixture(params=["fake", "sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def backend(request: pytest.FixtureRequest) -> Iterator[Backend]:
@@ -96,6 +102,17 @@ def test_a_claim_is_taken_up_again_under_its_token(backend: Backend) -> None:
     backend.outbox.record([result(c, MailStatus.SENT, {r: "accepted" for r in c.recipients}) for c in again])
     assert backend.outbox.resume_claim(token, now=later(), lease_seconds=60.0) == []
     assert backend.outbox.resume_claim(new_claim_token("w1"), now=later(), lease_seconds=60.0) == []
+
+
+def test_results_written_again_log_each_attempt_once(backend: Backend) -> None:
+    """The worker's second try of a write whose first commit may have gone through unseen."""
+    mail_id = backend.queue("a@example.org")
+    [held] = claim(backend)
+    sent = result(held, MailStatus.SENT, {"a@example.org": "accepted"})
+    backend.outbox.record([sent])
+    backend.outbox.record([sent], again=True)
+    assert backend.status_and_attempts(mail_id) == (MailStatus.SENT, 1)
+    assert backend.attempt_numbers(mail_id) == [1]
 
 
 def test_a_lease_is_renewed_only_for_its_holder(backend: Backend) -> None:

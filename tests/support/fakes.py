@@ -137,11 +137,12 @@ class FakeOutbox:
             accepted_before=list(done.values()).count(RecipientStatus.ACCEPTED.value),
             refused_before=list(done.values()).count(RecipientStatus.REFUSED.value))
 
-    def record(self, results: Sequence[DeliveryResult]) -> None:
+    def record(self, results: Sequence[DeliveryResult], *, again: bool = False) -> None:
         self.fail.check("record")
         for result in results:
             mail = self.mails[result.mail_id]
-            if result.attempted:
+            written = again and any(a.number == result.attempt.number for a in mail.attempt_log)
+            if result.attempted and not written:
                 mail.attempt_log.append(result.attempt)
             if mail.claim_token != result.claim_token:
                 continue
@@ -151,6 +152,7 @@ class FakeOutbox:
                 mail.next_attempt_at = result.next_attempt_at
             for email, (status, _code, _reply) in result.recipients.items():
                 mail.recipient_status[email] = status
+        self.fail.check_answer("record")
 
     def release(self, claims: Sequence[ClaimedMail], *, retry_at: datetime, error: str | None = None) -> None:
         self.fail.check("release")

@@ -80,6 +80,17 @@ def test_a_claim_committed_while_its_answer_was_lost_is_sent_now_not_after_its_l
     assert {m.attempts for m in outbox.mails.values()} == {1}
 
 
+def test_results_written_while_their_answer_was_lost_are_not_logged_twice() -> None:
+    outbox, servers, transport = FakeOutbox(), FakeServerStore(server()), FakeTransport()
+    for n in range(5):
+        outbox.put(f"m{n}")
+    outbox.fail.lose_answer["record"] = 1
+    run(make_worker(outbox, servers, transport))
+    assert outbox.fail.raised == {"record": 1}
+    assert {m.status for m in outbox.mails.values()} == {MailStatus.SENT}
+    assert [len(m.attempt_log) for m in outbox.mails.values()] == [1] * 5
+
+
 def test_a_password_read_that_fails_once_is_read_again_at_the_next_connect() -> None:
     outbox, servers, transport = FakeOutbox(), FakeServerStore(server()), FakeTransport()
     outbox.put("m1")
@@ -242,9 +253,9 @@ class _CountingOutbox(FakeOutbox):
         super().__init__()
         self.record_sizes: list[int] = []
 
-    def record(self, results: collections.abc.Sequence[object]) -> None:  # type: ignore[override]
+    def record(self, results: collections.abc.Sequence[object], *, again: bool = False) -> None:  # type: ignore[override]
         self.record_sizes.append(len(results))
-        super().record(results)  # type: ignore[arg-type]
+        super().record(results, again=again)  # type: ignore[arg-type]
 
 
 def test_results_that_arrive_together_are_committed_together() -> None:

@@ -96,6 +96,7 @@ _IDS: BindParameter[list[str]] = bindparam("ids", expanding=True)
 _CONTENTS = (select(mail_contents.c.mail_id, mail_contents.c.message, mail_contents.c.envelope)
              .where(mail_contents.c.mail_id.in_(_IDS)))
 _INSERT_ATTEMPTS = BulkStatement(insert(mail_attempts))
+_ATTEMPT_NUMBERS = select(mail_attempts.c.mail_id, mail_attempts.c.number).where(mail_attempts.c.mail_id.in_(_IDS))
 # Finished mails that still have content, oldest first: a range of the partial index of that name.
 CONTENT_TO_PURGE = (
     select(mails.c.id).where(HAS_CONTENT, mails.c.finished_at < bindparam("finished_before"))
@@ -259,19 +260,24 @@ class SqlMailStore:
                 refused_before=statuses.count(RecipientStatus.REFUSED.value)))
         return claims
 
-    def record(self, results: Sequence[DeliveryResult]) -> None:
+    def record(self, results: Sequence[DeliveryResult], *, again: bool = False) -> None:
         if not results:
             return
         with self._db.write() as conn:
             # Every attempt is kept, also one whose claim was lost: it happened. The mail's state and its
             # recipients' answers are written only under the claim token that is still the mail's (a worker
             # whose lease ran out must not overwrite what the worker that took over found).
+            attempted = [r for r in results if r.attempted]
+            if again and attempted:
+                written = {(mail_id, number) for mail_id, number in conn.execute(
+                    _ATTEMPT_NUMBERS, {"ids": [r.mail_id for r in attempted]})}
+                attempted = [r for r in attempted if (r.mail_id, r.attempt.number) not in written]
             _INSERT_ATTEMPTS.execute(conn, [{
                 "mail_id": r.mail_id, "number": r.attempt.number, "started_at": r.attempt.started_at,
                 "duration_ms": r.attempt.duration_ms, "server_name": r.attempt.server_name,
                 "outcome": r.attempt.outcome.value, "code": r.attempt.code, "reply": r.attempt.reply,
                 "uncertain": r.attempt.uncertain,
-            } for r in results if r.attempted])
+            } for r in attempted])
             holders = _HOLDERS_LOCKED if self._db.is_postgres else _HOLDERS
             rows = holders.rows(conn, [r.mail_id for r in results])
             tokens = {row.id: row.claim_token for row in rows}
