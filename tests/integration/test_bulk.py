@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from sqlalchemy import insert, select, text
+from sqlalchemy.dialects import sqlite
 
-from mailroom.adapters.storage.bulk import BulkStatement
+from mailroom.adapters.storage.bulk import BulkStatement, sqlite_utc_text
 from mailroom.adapters.storage.database import Database
-from mailroom.adapters.storage.tables import mail_attempts, mails
+from mailroom.adapters.storage.tables import UtcDateTime, mail_attempts, mails
 
 
 def test_bulk_rows_are_stored_as_sqlalchemy_stores_them(database_url: str) -> None:
@@ -33,3 +37,16 @@ def test_bulk_rows_are_stored_as_sqlalchemy_stores_them(database_url: str) -> No
         assert by_orm == moments + moments
     finally:
         db.dispose()
+
+
+@given(st.datetimes(timezones=st.timezones()))
+def test_the_sqlite_datetime_shortcut_writes_what_the_two_type_layers_write(moment: datetime) -> None:
+    dialect = sqlite.dialect()
+    layered = UtcDateTime().dialect_impl(dialect).bind_processor(dialect)
+    assert layered is not None
+    assert sqlite_utc_text(moment) == layered(moment)
+
+
+def test_the_sqlite_datetime_shortcut_refuses_naive_datetimes() -> None:
+    with pytest.raises(ValueError, match="naive"):
+        sqlite_utc_text(datetime(2026, 3, 1, 12, 0))

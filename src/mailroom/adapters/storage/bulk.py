@@ -11,31 +11,58 @@ and a driver error is raised as SQLAlchemy would raise it, so the callers' error
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Connection, Dialect, Row, Select
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql.dml import UpdateBase
+from sqlalchemy.types import TypeEngine
+
+from mailroom.adapters.storage.tables import UtcDateTime
 
 _Processor = Callable[[Any], Any] | None
+
+
+def sqlite_utc_text(value: datetime | None) -> str | None:
+    """An aware datetime as UtcDateTime and SQLAlchemy's SQLite DATETIME store it (naive UTC text with
+    microseconds), in one step instead of two type layers: the result writer binds five per mail."""
+    if value is None:
+        return None
+    if value.tzinfo is not UTC:
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the database; use timezone-aware datetimes")
+        value = value.astimezone(UTC)
+    return value.isoformat(" ", "microseconds")[:-6]  # without its "+00:00"
+
+
+def _processor(bind_type: TypeEngine[Any], dialect: Dialect) -> _Processor:
+    if isinstance(bind_type, UtcDateTime) and dialect.name == "sqlite":
+        return sqlite_utc_text
+    # dialect_impl: the type as this dialect runs it (SQLite stores datetimes as text of its own format).
+    return bind_type.dialect_impl(dialect).bind_processor(dialect)
 
 
 class _Compiled:
     def __init__(self, statement: UpdateBase, dialect: Dialect, keys: Sequence[str]) -> None:
         compiled = statement.compile(dialect=dialect, column_keys=list(keys))
         self.sql = str(compiled)
-        # dialect_impl: the type as this dialect runs it (SQLite stores datetimes as text of its own format).
-        processors = {name: bind.type.dialect_impl(dialect).bind_processor(dialect)
-                      for name, bind in compiled.binds.items()}
+        processors = {name: _processor(bind.type, dialect) for name, bind in compiled.binds.items()}
         # A positional paramstyle (SQLite's qmark) lists the names in order; a named one (psycopg's) does not.
         self.positional = compiled.positiontup is not None
         self.binds: list[tuple[str, _Processor]] = [
             (name, processors[name]) for name in (compiled.positiontup or compiled.binds)]
 
-    def row(self, values: Mapping[str, Any]) -> tuple[Any, ...] | dict[str, Any]:
+    def rows(self, rows: Sequence[Mapping[str, Any]]) -> list[tuple[Any, ...]] | list[dict[str, Any]]:
+        """The driver's parameters, built a column at a time (each processor mapped over its column)."""
+        columns: list[list[Any]] = []
+        for name, process in self.binds:
+            column = [values[name] for values in rows]
+            columns.append(list(map(process, column)) if process else column)
         if self.positional:
-            return tuple(process(values[name]) if process else values[name] for name, process in self.binds)
-        return {name: process(values[name]) if process else values[name] for name, process in self.binds}
+            return list(zip(*columns, strict=True))
+        names = [name for name, _ in self.binds]
+        return [dict(zip(names, row, strict=True)) for row in zip(*columns, strict=True)]
 
 
 class BulkStatement:
@@ -52,12 +79,12 @@ class BulkStatement:
         compiled = self._compiled.get((conn.dialect.name, keys))
         if compiled is None:
             compiled = self._compiled[(conn.dialect.name, keys)] = _Compiled(self._statement, conn.dialect, keys)
-        parameters = [compiled.row(values) for values in rows]
+        parameters = compiled.rows(rows)
         # Straight to the driver: SQLAlchemy's execution context (events, result set-up) per statement
         # costs the worker's event loop more than the rows do, since both share one interpreter lock.
         cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
         try:
-            cursor.executemany(compiled.sql, parameters)  # type: ignore[arg-type]  # one kind per dialect
+            cursor.executemany(compiled.sql, parameters)
         except conn.dialect.loaded_dbapi.Error as exc:
             raise DBAPIError.instance(compiled.sql, parameters, exc, conn.dialect.loaded_dbapi.Error,
                                       dialect=conn.dialect) from exc

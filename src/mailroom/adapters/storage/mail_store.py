@@ -569,7 +569,7 @@ def _insert_many(conn: Connection, statement: _InsertStatement, rows: list[dict[
     DBAPI errors are raised as SQLAlchemy's, so that the Database translates them like any other.
     """
     compiled = statement.compiled(conn.dialect, tuple(rows[0]))
-    params: Any = [compiled.row(values) for values in rows]
+    params: Any = compiled.rows(rows)
     cursor = conn.connection.cursor()
     try:
         cursor.executemany(compiled.sql, params)
