@@ -7,8 +7,9 @@ import socket
 import pytest
 from sqlalchemy import text
 
+from mailroom import SYSTEM, Mail, Mailroom
 from mailroom.adapters.storage.database import Database
-from mailroom.errors import StorageError, StorageUnavailable
+from mailroom.errors import MailNotFound, StorageError, StorageUnavailable
 
 
 def test_a_missing_table_is_a_refusal_not_an_outage(sqlite_url: str) -> None:
@@ -29,5 +30,38 @@ def test_an_unreachable_server_is_an_outage() -> None:
     try:
         with pytest.raises(StorageUnavailable), db.read() as conn:
             conn.execute(text("SELECT 1"))
+    finally:
+        db.dispose()
+
+
+def test_a_send_whose_insert_fails_midway_stores_none_of_its_mails(database_url: str, secret_key: str) -> None:
+    """``send_mails`` writes on the driver's connection (Database.driver_write): a failure after some rows
+    went in rolls them all back and is a plain refusal, not an outage."""
+    with Mailroom(database_url=database_url, secret_key=secret_key) as room:
+        first, second = (room._send.prepare(Mail(to="a@example.org", subject=s, text="t", sender="me@example.org"))
+                         for s in ("first", "second"))
+        room.store.add([first])
+        with pytest.raises(StorageError) as caught:
+            room.store.add([second, first])  # `second` is inserted, then `first` breaks the primary key
+        assert not isinstance(caught.value, StorageUnavailable)
+        assert "error id" in str(caught.value) and "example.org" not in str(caught.value)
+        with pytest.raises(MailNotFound):
+            room.get_mail(SYSTEM, second.id)
+        room.store.add([second])  # the connection went back to the pool in a usable state
+        assert room.get_mail(SYSTEM, second.id).subject == "second"
+
+
+@pytest.mark.postgres
+def test_a_connection_lost_inside_a_driver_write_is_an_outage_and_not_reused(postgres_url: str) -> None:
+    db = Database(postgres_url)
+    try:
+        db.migrate()
+        with pytest.raises(StorageUnavailable), db.driver_write() as transaction:
+            pid = transaction.connection.execute("SELECT pg_backend_pid()").fetchone()[0]
+            with db.engine.connect() as other:
+                other.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+            transaction.connection.execute("SELECT 1")
+        with db.driver_write() as transaction:  # a new connection, not the dead one
+            assert transaction.connection.execute("SELECT pg_backend_pid()").fetchone()[0] != pid
     finally:
         db.dispose()

@@ -22,6 +22,7 @@ from sqlalchemy.types import TypeEngine
 from mailroom.adapters.storage.tables import UtcDateTime
 
 _Processor = Callable[[Any], Any] | None
+_COLUMNWISE_FROM = 4  # rows
 
 
 def sqlite_utc_text(value: datetime | None) -> str | None:
@@ -54,7 +55,14 @@ class _Compiled:
             (name, processors[name]) for name in (compiled.positiontup or compiled.binds)]
 
     def rows(self, rows: Sequence[Mapping[str, Any]]) -> list[tuple[Any, ...]] | list[dict[str, Any]]:
-        """The driver's parameters, built a column at a time (each processor mapped over its column)."""
+        """The driver's parameters, built a column at a time (each processor mapped over its column), or
+        row by row for a few rows, where a list per column costs more than it saves (one ``send_mail``)."""
+        if len(rows) < _COLUMNWISE_FROM:
+            if self.positional:
+                return [tuple(process(values[name]) if process else values[name] for name, process in self.binds)
+                        for values in rows]
+            return [{name: process(values[name]) if process else values[name] for name, process in self.binds}
+                    for values in rows]
         columns: list[list[Any]] = []
         for name, process in self.binds:
             column = [values[name] for values in rows]

@@ -153,8 +153,8 @@ class SqlMailStore:
         if not new_mails:
             return
         rows = self._rows(new_mails)
-        with self._db.write() as conn:
-            _write_mails(conn, *rows)
+        with self._db.driver_write() as transaction:
+            _write_mails(transaction.connection, transaction.dialect, *rows)
 
     def add_once(self, mail: NewOutgoing, record: IdempotencyRecord) -> IdempotencyRecord:
         rows = self._rows([mail])  # built (and sealed) before the transaction: it holds SQLite's write lock
@@ -169,7 +169,7 @@ class SqlMailStore:
                 return IdempotencyRecord(scope=held.scope, key=held.key, request_hash=held.request_hash,
                                          mail_id=held.mail_id, created_at=held.created_at,
                                          expires_at=held.expires_at)
-            _write_mails(conn, *rows)
+            _write_mails(conn.connection.dbapi_connection, conn.dialect, *rows)
         return record
 
     def _rows(self, new_mails: Sequence[NewOutgoing]) -> tuple[_Rows, _Rows, _Rows]:
@@ -541,10 +541,12 @@ class SqlMailStore:
         return {k: tuple(v) for k, v in found.items()}
 
 
-def _write_mails(conn: Connection, mail_rows: _Rows, recipient_rows: _Rows, content_rows: _Rows) -> None:
-    _insert_many(conn, _INSERT_MAILS, mail_rows)
-    _insert_many(conn, _INSERT_RECIPIENTS, recipient_rows)
-    _insert_many(conn, _INSERT_CONTENTS, content_rows)
+def _write_mails(driver: Any, dialect: Dialect, mail_rows: _Rows, recipient_rows: _Rows,
+                 content_rows: _Rows) -> None:
+    """Inside a transaction of ``driver`` (the DBAPI connection)."""
+    _insert_many(driver, dialect, _INSERT_MAILS, mail_rows)
+    _insert_many(driver, dialect, _INSERT_RECIPIENTS, recipient_rows)
+    _insert_many(driver, dialect, _INSERT_CONTENTS, content_rows)
 
 
 def _claim_key(dialect: str, record: IdempotencyRecord) -> ReturningInsert[tuple[str]]:
@@ -561,21 +563,21 @@ def _claim_key(dialect: str, record: IdempotencyRecord) -> ReturningInsert[tuple
     ).returning(idempotency_keys.c.mail_id)
 
 
-def _insert_many(conn: Connection, statement: _InsertStatement, rows: list[dict[str, Any]]) -> None:
+def _insert_many(driver: Any, dialect: Dialect, statement: _InsertStatement, rows: list[dict[str, Any]]) -> None:
     """One executemany on the DBAPI cursor of ``conn``'s transaction (psycopg pipelines it).
 
     Going through ``Connection.execute`` cost more per mail than the database takes to store it: a new
     Core statement, its cache key, an execution context and each row's parameters processed per call.
     DBAPI errors are raised as SQLAlchemy's, so that the Database translates them like any other.
     """
-    compiled = statement.compiled(conn.dialect, tuple(rows[0]))
+    compiled = statement.compiled(dialect, tuple(rows[0]))
     params: Any = compiled.rows(rows)
-    cursor = conn.connection.cursor()
+    cursor = driver.cursor()
     try:
         cursor.executemany(compiled.sql, params)
-    except conn.dialect.loaded_dbapi.Error as exc:
-        raise DBAPIError.instance(compiled.sql, None, exc, conn.dialect.loaded_dbapi.Error, hide_parameters=True,
-                                  dialect=conn.dialect) from exc
+    except dialect.loaded_dbapi.Error as exc:
+        raise DBAPIError.instance(compiled.sql, None, exc, dialect.loaded_dbapi.Error, hide_parameters=True,
+                                  dialect=dialect) from exc
     finally:
         cursor.close()
 
