@@ -8,9 +8,15 @@ from datetime import UTC, datetime
 from email import message_from_bytes, message_from_string
 from email.message import EmailMessage
 from email.policy import default as default_policy
+from io import BytesIO
+
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
 from mailroom import Attachment, Mail
+from mailroom.adapters.smtp import mime
 from mailroom.adapters.smtp.mime import StdlibMessageBuilder
+from mailroom.domain.addresses import Address
 
 NOW = datetime(2026, 11, 25, 9, 30, tzinfo=UTC)
 builder = StdlibMessageBuilder(message_id_domain="mail.example.org")
@@ -104,3 +110,39 @@ def test_html_only_with_inline_images_is_related() -> None:
     message = parse(raw_of(Mail(to="a@example.org", subject="s", html='<img src="cid:logo">', attachments=[logo])))
     assert [p.get_content_type() for p in message.walk()] == ["multipart/related", "text/html", "image/png"]
     assert message["MIME-Version"] == "1.0"
+
+
+def _whole_message_flattened(mail: Mail) -> bytes:
+    """What the generator writes for the whole message in one flatten (how mails were built before the body
+    was flattened apart): the reference the spliced build must equal."""
+    message = mime._compat_body(mail.text, mail.html, mail.attachments)
+    if mail.sender:
+        message["From"] = mime._mailbox(mail.sender)
+    message["To"] = mime._mailboxes(mail.to)
+    if mail.cc:
+        message["Cc"] = mime._mailboxes(mail.cc)
+    message["Subject"] = mime._unstructured(mail.subject)
+    message["Date"] = mime._date_header(NOW)
+    message["Message-ID"] = "<x@mail.example.org>"
+    for name, value in mail.headers.items():
+        message[name] = mime._unstructured(value)
+    out = BytesIO()
+    mime._WireGenerator(out, policy=mime._WIRE).flatten(message)
+    return out.getvalue()
+
+
+_BOUNDARY = re.compile(rb"={15}\d+==")
+_words = st.text(st.characters(codec="utf-8", exclude_categories=("Cs", "Cc", "Zl", "Zp")), max_size=120)
+
+
+@settings(max_examples=150, deadline=None)
+@given(subject=_words, name=_words, text=st.none() | st.text(max_size=3000), html=st.none() | _words,
+       header=_words, attached=st.booleans())
+def test_a_mail_is_the_bytes_one_flatten_of_the_whole_message_gives(
+        subject: str, name: str, text: str | None, html: str | None, header: str, attached: bool) -> None:
+    assume(text is not None or html is not None)
+    attachments = [Attachment(filename="a.txt", content=b"abc", content_type="text/plain")] if attached else []
+    mail = Mail(to=[Address(email="to@example.org", name=name)], cc=["cc@example.org"], sender="me@example.org",
+                subject=subject.strip(), text=text, html=html, headers={"X-Note": header.strip()},
+                attachments=attachments)
+    assert _BOUNDARY.sub(b"B", raw_of(mail)) == _BOUNDARY.sub(b"B", _whole_message_flattened(mail))

@@ -100,24 +100,32 @@ class StdlibMessageBuilder:
     def build(self, mail: Mail, *, message_id: str, date: datetime) -> bytes:
         if _needs_email_message(mail):
             return _build_email_message(mail, message_id=message_id, date=date)
-        message = _compat_body(mail)
+        # The generator writes a message as its header lines (each folded by the policy), a blank line and
+        # the body. The body and its own headers (MIME-Version, Content-Type, ...) are flattened alone, the
+        # mail's headers folded by the same policy and put in after them: the bytes flattening the whole
+        # would give, while a body that many mails share is flattened once.
+        if mail.attachments:
+            body_headers, body = _flattened(_compat_body(mail.text, mail.html, mail.attachments))
+        else:
+            body_headers, body = _flattened_text_body(mail.text, mail.html)
+        fold = _WIRE.fold_binary
+        lines = [body_headers]
         if mail.sender:
-            message["From"] = _mailbox(mail.sender)
+            lines.append(fold("From", _mailbox(mail.sender)))
         if mail.to:
-            message["To"] = _mailboxes(mail.to)
+            lines.append(fold("To", _mailboxes(mail.to)))
         if mail.cc:
-            message["Cc"] = _mailboxes(mail.cc)
+            lines.append(fold("Cc", _mailboxes(mail.cc)))
         if mail.reply_to:
-            message["Reply-To"] = _mailboxes(mail.reply_to)
+            lines.append(fold("Reply-To", _mailboxes(mail.reply_to)))
         # Bcc recipients are only in the envelope: a Bcc header would reveal them to everyone.
-        message["Subject"] = _unstructured(mail.subject)
-        message["Date"] = _date_header(date.replace(microsecond=0))
-        message["Message-ID"] = message_id
-        for name, value in mail.headers.items():
-            message[name] = _unstructured(value)
-        out = BytesIO()
-        _WireGenerator(out, policy=_WIRE).flatten(message)
-        return out.getvalue()
+        lines.append(fold("Subject", _unstructured(mail.subject)))
+        lines.append(fold("Date", _date_header(date.replace(microsecond=0))))
+        lines.append(fold("Message-ID", message_id))
+        lines += [fold(name, _unstructured(value)) for name, value in mail.headers.items()]
+        lines.append(b"\r\n")
+        lines.append(body)
+        return b"".join(lines)
 
     def with_from(self, message: bytes, sender: str) -> bytes:
         """Prepend a From header; the rest of the stored message stays byte for byte as it was."""
@@ -272,10 +280,10 @@ def _part(content_type: str, **params: str) -> _Part:
     return part
 
 
-def _compat_body(mail: Mail) -> _Part:
-    inline = [a for a in mail.attachments if a.inline]
-    files = [a for a in mail.attachments if not a.inline]
-    html = _text_part(mail.html, "html") if mail.html is not None else None
+def _compat_body(text: str | None, html_text: str | None, attachments: Sequence[Attachment] = ()) -> _Part:
+    inline = [a for a in attachments if a.inline]
+    files = [a for a in attachments if not a.inline]
+    html = _text_part(html_text, "html") if html_text is not None else None
     if inline:
         if html is None:
             # Inline images without HTML have nothing to show them in: send them as plain attachments.
@@ -287,13 +295,13 @@ def _compat_body(mail: Mail) -> _Part:
                 related.attach(_attachment(attachment, disposition="inline"))
             html = related
     body: _Part
-    if mail.text is None:
+    if text is None:
         body = html if html is not None else _text_part("", "html")
     elif html is None:
-        body = _text_part(mail.text, "plain")
+        body = _text_part(text, "plain")
     else:
         body = _part("multipart/alternative")
-        body.attach(_text_part(mail.text, "plain"))
+        body.attach(_text_part(text, "plain"))
         body.attach(html)
     if files:
         mixed = _part("multipart/mixed")
@@ -303,6 +311,22 @@ def _compat_body(mail: Mail) -> _Part:
         body = mixed
     body["MIME-Version"] = "1.0"
     return body
+
+
+def _flattened(body: _Part) -> tuple[bytes, bytes]:
+    """The body's own header lines and, after the blank line, its content, as the generator writes them."""
+    out = BytesIO()
+    _WireGenerator(out, policy=_WIRE).flatten(body)
+    headers, _, content = out.getvalue().partition(b"\r\n\r\n")
+    return headers + b"\r\n", content
+
+
+def _flattened_text_body(text: str | None, html: str | None) -> tuple[bytes, bytes]:
+    """``_flattened`` for a mail without attachments; the same text and HTML are flattened once (a bulk send
+    repeats them in every mail; a multipart boundary shared by such mails is as good as one each)."""
+    if len(text or "") + len(html or "") <= _CACHED_TEXT_CHARS:
+        return _flattened_cached(text, html)
+    return _flattened(_compat_body(text, html))
 
 
 def _text_part(text: str, subtype: str) -> _Part:
@@ -321,6 +345,11 @@ _CACHED_TEXT_CHARS = 65_536
 @lru_cache(maxsize=64)
 def _encoded_text(text: str) -> tuple[str, str]:
     return _encode_text(text)
+
+
+@lru_cache(maxsize=64)
+def _flattened_cached(text: str | None, html: str | None) -> tuple[bytes, bytes]:
+    return _flattened(_compat_body(text, html))
 
 
 def _encode_text(text: str) -> tuple[str, str]:
