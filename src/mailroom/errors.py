@@ -35,7 +35,8 @@ builtin exception it resembles, so callers may catch either::
     │   ├── RegistrationClosed                self-registration is switched off
     │   └── ConfidentialContent               the content of a confidential mail is never shown
     ├── AuthenticationFailed                  wrong e-mail or password (one message for both)
-    │   └── AccountLocked                     too many failures: try again after ``retry_after``
+    │   ├── AccountLocked                     too many failures: try again after ``retry_after``
+    │   └── EmailNotVerified                  the right password, but the address is not confirmed yet
     ├── RateLimited                           too many account requests (register, reset) from one place
     ├── InvalidTransition                     e.g. retrying a mail that is not failed
     │   └── ConfidentialContentGone           retrying a confidential mail whose content was dropped
@@ -283,6 +284,15 @@ class ConfidentialContent(PermissionDenied):
 class AuthenticationFailed(MailroomError):
     def __init__(self, message: str = "wrong e-mail address or password") -> None:
         super().__init__(message)
+
+
+class EmailNotVerified(AuthenticationFailed):
+    """The password is right but the address is not confirmed. A confirmation mail may never have been sent
+    (an administrator created the account without one), so the message does not claim that it was."""
+
+    def __init__(self) -> None:
+        super().__init__("confirm your e-mail address first: follow the link in the confirmation mail if you got "
+                         "one; if not, ask an administrator to mark your address verified or to send a new link")
 
 
 class AccountLocked(AuthenticationFailed):
