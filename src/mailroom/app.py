@@ -44,7 +44,7 @@ from mailroom.usecases.mail_log import MailLogUseCases
 from mailroom.usecases.rate_limits import RateLimitUseCases
 from mailroom.usecases.retention import PurgeExpired, RetentionPolicy
 from mailroom.usecases.secret_keys import SecretKeyUseCases
-from mailroom.usecases.send_mail import SendMail
+from mailroom.usecases.send_mail import SendingReadiness, SendingServers, SendMail
 from mailroom.usecases.smtp_servers import SmtpServerUseCases
 from mailroom.usecases.templates import TemplateUseCases
 from mailroom.usecases.users import UserUseCases
@@ -86,12 +86,16 @@ class Mailroom:
         self.transport = transport or AiosmtplibTransport(ca_file=s.smtp_ca_file, helo_name=s.smtp_helo_name)
         self.server_store = SqlServerStore(self.database, self.secrets)
         self.secret_keys = SecretKeyUseCases(store=SqlStoredSecrets(self.database, self.secrets))
+        # send_mail fills a missing From from the servers without reading them each time; the server use
+        # cases write through this copy, so their changes show at once.
+        self.sending_servers = SendingServers(self.server_store)
         self._send = SendMail(outbox=self.store, builder=self.builder, clock=self.clock, wakeup=self.wakeup,
                               staging=s.staging_policy, max_attachment_bytes=s.max_attachment_bytes,
                               max_message_bytes=s.max_message_bytes,
-                              idempotency_window=timedelta(seconds=s.idempotency_window_seconds))
+                              idempotency_window=timedelta(seconds=s.idempotency_window_seconds),
+                              servers=self.sending_servers)
         self.log = MailLogUseCases(log=self.store, outbox=self.store, clock=self.clock, wakeup=self.wakeup)
-        self.servers = SmtpServerUseCases(store=self.server_store, transport=self.transport, wakeup=self.wakeup)
+        self.servers = SmtpServerUseCases(store=self.sending_servers, transport=self.transport, wakeup=self.wakeup)
         self.rate_limit_store = SqlRateLimits(self.database)
         self.rate_limits = RateLimitUseCases(limits=self.rate_limit_store, servers=self.server_store,
                                              clock=self.clock, wakeup=self.wakeup)
@@ -141,6 +145,10 @@ class Mailroom:
 
     async def send_template_mail_async(self, subject: Subject, **options: Any) -> str:
         return await _in_thread(self.templates.send_template_mail, subject, **options)
+
+    def sending_readiness(self, subject: Subject) -> SendingReadiness | None:
+        """Whether mails queued now can go out (an enabled server; a sender for mails without a From)."""
+        return self._send.readiness(subject)
 
     def _on_send_mail_requested(self, event: SendMailRequested) -> None:
         self._send(SYSTEM, Mail(

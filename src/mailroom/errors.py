@@ -8,6 +8,7 @@ builtin exception it resembles, so callers may catch either::
     │   ├── InvalidAddress                    an address that email-validator refuses
     │   ├── InvalidHeader                     a control character in header text, a reserved or malformed name
     │   ├── NoRecipients                      no To, Cc or Bcc
+    │   ├── NoSenderAddress                   no From, and no enabled SMTP server has a sender address to use
     │   ├── AttachmentTooLarge                over ``max_attachment_bytes``
     │   ├── ConfigurationError                a setting with a value that cannot work
     │   ├── InvalidModel                      a template model that is not a JSON object / lacks variables
@@ -34,7 +35,8 @@ builtin exception it resembles, so callers may catch either::
     │   ├── RegistrationClosed                self-registration is switched off
     │   └── ConfidentialContent               the content of a confidential mail is never shown
     ├── AuthenticationFailed                  wrong e-mail or password (one message for both)
-    │   └── AccountLocked                     too many failures: try again after ``retry_after``
+    │   ├── AccountLocked                     too many failures: try again after ``retry_after``
+    │   └── EmailNotVerified                  the right password, but the address is not confirmed yet
     ├── RateLimited                           too many account requests (register, reset) from one place
     ├── InvalidTransition                     e.g. retrying a mail that is not failed
     │   └── ConfidentialContentGone           retrying a confidential mail whose content was dropped
@@ -43,6 +45,7 @@ builtin exception it resembles, so callers may catch either::
     │   └── StorageUnavailable                connection lost, database restarting, busy or full: try again
     └── DeliveryError                         one SMTP attempt failed (``code``/``reply`` when the server said so)
         ├── NoServerConfigured
+        ├── SenderNotConfigured                  no From, and the delivering server has no sender address
         ├── SmtpConnectError (ConnectionError)   connecting, TLS or EHLO failed
         ├── SmtpAuthError                        the server refused the credentials
         ├── SmtpTimeout (TimeoutError)
@@ -55,6 +58,8 @@ Messages never contain a password: adapters build them from server names, hosts 
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 
 class MailroomError(Exception):
@@ -87,6 +92,18 @@ class InvalidHeader(InvalidInput):
 class NoRecipients(InvalidInput):
     def __init__(self) -> None:
         super().__init__("the mail has no recipient: give at least one address in to, cc or bcc", field="to")
+
+
+class NoSenderAddress(InvalidInput):
+    """A mail without a From while enabled SMTP servers exist but none has a sender address to put there:
+    refused when it is sent, as it could only fail at delivery."""
+
+    def __init__(self, servers: Sequence[str]) -> None:
+        super().__init__(
+            f"the mail has no From address, and no enabled SMTP server ({', '.join(servers)}) has a sender "
+            "address to use instead: give the mail a sender, or set one on a server (SMTP servers in the admin "
+            "UI, or `mailroom smtp update NAME --sender ADDRESS`)", field="sender")
+        self.servers = tuple(servers)
 
 
 class AttachmentTooLarge(InvalidInput):
@@ -269,6 +286,15 @@ class AuthenticationFailed(MailroomError):
         super().__init__(message)
 
 
+class EmailNotVerified(AuthenticationFailed):
+    """The password is right but the address is not confirmed. A confirmation mail may never have been sent
+    (an administrator created the account without one), so the message does not claim that it was."""
+
+    def __init__(self) -> None:
+        super().__init__("confirm your e-mail address first: follow the link in the confirmation mail if you got "
+                         "one; if not, ask an administrator to mark your address verified or to send a new link")
+
+
 class AccountLocked(AuthenticationFailed):
     def __init__(self, retry_after_seconds: float) -> None:
         super().__init__(f"too many failed logins: try again in {max(1, round(retry_after_seconds))} s")
@@ -350,9 +376,22 @@ class NoServerConfigured(DeliveryError):
     def __init__(self, hint: str | None = None) -> None:
         extra = f" (hint {hint!r})" if hint else ""
         super().__init__(
-            f"no enabled SMTP server is configured{extra}: add one with `mailroom smtp add`; "
-            "queued mails are kept and go out once a server exists"
+            f"no enabled SMTP server is configured{extra}: add or enable one (SMTP servers in the admin UI, or "
+            "`mailroom smtp add`); queued mails are kept and go out once a server exists"
         )
+
+
+class SenderNotConfigured(DeliveryError):
+    """The mail has no From and the server chosen to deliver it no sender address: the configuration
+    changed after the mail was queued (or it was queued while no server existed). Nothing was sent."""
+
+    temporary = False
+
+    def __init__(self, server: str) -> None:
+        super().__init__(
+            f"configuration error, nothing was sent: the mail has no From address and SMTP server {server!r} has "
+            f"no sender address to use instead; set one (SMTP servers in the admin UI, or `mailroom smtp update "
+            f"{server} --sender ADDRESS`), then retry the mail", server=server)
 
 
 class SmtpConnectError(DeliveryError, ConnectionError):

@@ -36,6 +36,8 @@ class NewOutgoing:
     queued_at: datetime
     recipients: tuple[RecipientResult, ...]
     original_recipients: tuple[str, ...] = ()
+    last_error: str | None = None
+    """Why it cannot go out yet, known when it is queued (no enabled SMTP server)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -50,7 +50,8 @@ def test_a_bad_choice_lists_the_choices_plainly(cli: Cli) -> None:
 def test_an_unknown_smtp_hint_is_refused_with_the_server_names(cli: Cli) -> None:
     line = cli.err("send", "--to", "a@example.org", "--text", "x", "--smtp-hint", "nosuch", code=2)
     assert "no SMTP server yet" in line and "mailroom smtp add" in line
-    cli.out("smtp", "add", "relay-b", "--host", "b.example.org")
+    # A sender on one server: a mail without a From is refused when no enabled server has one.
+    cli.out("smtp", "add", "relay-b", "--host", "b.example.org", "--sender", "app@example.org")
     relay_a = cli.out("smtp", "add", "relay-a", "--host", "a.example.org")
     assert "relay-a" in relay_a
     line = cli.err("send", "--to", "a@example.org", "--text", "x", "--smtp-hint", "nosuch", code=2)
@@ -101,6 +102,8 @@ def test_the_log_keeps_id_status_recipient_and_time_at_80_columns(cli: Cli, colu
 
 def test_the_log_shows_more_columns_when_wider(cli: Cli) -> None:
     cli.env["COLUMNS"] = "160"
+    # A server, so that the mail has no last error ("no enabled SMTP server") taking up a column.
+    cli.out("smtp", "add", "relay", "--host", "smtp.example.org", "--sender", "app@example.org")
     mail_id = cli.out("send", "--to", LONG_RECIPIENT, "--subject", LONG_SUBJECT, "--text", "x").strip()
     [row] = [line for line in lines_of(cli.out("log")) if mail_id in line]
     assert "Your invoice for the whole" in row and LONG_RECIPIENT[:20] in row and len(row) <= 160

@@ -122,6 +122,9 @@ def send(
     room = mailroom(ctx)
     check_smtp_hint(room, smtp_hint)
     mail_id = room.send_mail(SYSTEM, mail, idempotency_key=idempotency_key)
+    waiting = room.get_mail(SYSTEM, mail_id).last_error
+    if waiting:  # queued, but it cannot go out yet: say so on stderr, scripts still get the id on stdout
+        typer.echo(f"warning: {output.printable(waiting)}", err=True)
     if as_json:
         output.print_json({"id": mail_id})
     else:

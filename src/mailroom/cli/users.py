@@ -88,13 +88,22 @@ def add(
     last_name: Annotated[str, typer.Option("--last-name")] = "",
     language: Annotated[str, typer.Option("--language", help="Preferred language, e.g. en or de.")] = "en",
     notify: Annotated[bool, typer.Option("--notify/--no-notify", help="Mail the user a verification link.")] = True,
+    verified: Annotated[bool, typer.Option("--verified", help="The address is known to be right: mark it "
+                                           "verified, without a verification mail.")] = False,
 ) -> None:
     """Create a user without a password: they verify their address and set one through "forgot password"."""
     room = mailroom(ctx)
     user = room.users.create_user(SYSTEM, Profile(email=email, first_name=first_name, last_name=last_name,
                                                   preferred_language=language),
-                                  roles=role or [], notify_user=notify)
-    typer.echo(f"created user {user.email} (id {user.id})" + (", verification mail queued" if notify else ""))
+                                  roles=role or [], notify_user=notify and not verified, verified=verified)
+    if user.verified:
+        typer.echo(f"created user {user.email} (id {user.id}), address marked verified")
+    elif notify:
+        typer.echo(f"created user {user.email} (id {user.id}), verification mail queued")
+    else:
+        typer.echo(f"created user {user.email} (id {user.id}); no verification mail was sent, so the address "
+                   f"stays unverified until `mailroom user verify {user.email}` or `mailroom user "
+                   f"resend-verification {user.email}`")
 
 
 @users_app.command("list")
@@ -149,6 +158,14 @@ def resend_verification(ctx: typer.Context, email: EmailArgument) -> None:
     room = mailroom(ctx)
     mail_id = room.users.resend_verification(SYSTEM, find(room, email).id)
     typer.echo(mail_id)
+
+
+@users_app.command("verify")
+def verify(ctx: typer.Context, email: EmailArgument) -> None:
+    """Mark the user's address verified without a confirmation mail (earlier links stop working)."""
+    room = mailroom(ctx)
+    user = room.users.mark_verified(SYSTEM, find(room, email).id)
+    typer.echo(f"marked {user.email} verified: the user can log in")
 
 
 @users_app.command("reset-password")

@@ -14,7 +14,7 @@ from mailroom.domain.delivery import RecipientAnswer, Verdict, judge, judge_reci
 from mailroom.domain.outbox import DeliveryAttempt, MailStatus, RecipientStatus
 from mailroom.domain.retry import RetryPolicy
 from mailroom.domain.servers import SmtpServer
-from mailroom.errors import DeliveryError, SmtpPermanentError
+from mailroom.errors import DeliveryError, SenderNotConfigured
 from mailroom.ports import ClaimedMail, Clock, DeliveryResult, MessageBuilder, SmtpSession
 
 UNCERTAIN_RESEND = "resend"
@@ -57,10 +57,10 @@ class DeliverMail:
         clock_start = time.perf_counter()
         sender = self.sender_of(claim, server)
         if sender is None or claim.message is None:
-            error = SmtpPermanentError(f"no sender: the mail has no From and server {server.name!r} no sender "
-                                       "address; set the server's sender", server=server.name)
-            return self._result(claim, started, clock_start, server.name,
-                                Verdict(status=MailStatus.FAILED, next_attempt_at=None, error=str(error)))
+            # Nothing went over SMTP: a configuration error of ours, not an attempt, and no recipient's fault.
+            return self._result(claim, started, clock_start, server.name, Verdict(
+                status=_failed_or_partly(claim), next_attempt_at=None, error=str(SenderNotConfigured(server.name))),
+                attempted=False)
         message = claim.message if claim.has_from_header else self._builder.with_from(claim.message, sender)
         try:
             report = await session.send(sender, claim.recipients, message)

@@ -40,6 +40,7 @@ from mailroom.errors import (
     AccountLocked,
     AuthenticationFailed,
     DuplicateEmail,
+    EmailNotVerified,
     InvalidCode,
     InvalidInput,
     PermissionDenied,
@@ -219,6 +220,19 @@ class UserUseCases:
         return self._send_verification(user, "email_verification", replace_older=True,
                                        action="resend_verification").mail_id
 
+    def mark_verified(self, subject: Subject, user_id: str) -> User:
+        """An administrator vouches for the user's address (say, an account created without the confirmation
+        mail): the user can log in, and verification links still out stop working."""
+        subject.require(MANAGE_USERS)
+        user = self._store.get(user_id)
+        if user.verified:
+            return user
+        now = self._clock.now()
+        updated = replace(user, verified=True, updated_at=now)
+        self._store.update(updated)
+        self._store.invalidate_codes(user_id, CodePurpose.VERIFY_EMAIL, now)
+        return updated
+
     def change_password(self, subject: Subject, user_id: str, current_password: str, new_password: str, *,
                         keep_session: str | None = None) -> None:
         """A logged-in user changes their own password; they get the "password changed" notice.
@@ -321,7 +335,7 @@ class UserUseCases:
             self._record_failure(account, from_client, now)
             raise AuthenticationFailed()
         if not user.verified:
-            raise AuthenticationFailed("confirm your e-mail address first: follow the link in the mail we sent")
+            raise EmailNotVerified()
         if stored is not None and self._hasher.needs_rehash(stored):
             self._store.set_password_hash(user.id, self._hasher.hash(password), now)
         self._throttle.clear(account)  # not the per-client counter: one good login must not hide many bad

@@ -199,6 +199,7 @@ class SqlMailStore:
                 "expires_at": mail.expires_at,
                 "next_attempt_at": max(new.queued_at, mail.send_at) if mail.send_at else new.queued_at,
                 "attempts": 0,
+                "last_error": new.last_error,
                 "updated_at": new.queued_at,
                 "size_bytes": len(new.message),
                 "has_from": sender is not None,

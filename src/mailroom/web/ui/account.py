@@ -12,7 +12,14 @@ from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, Response
 
 from mailroom.domain.users import Profile
-from mailroom.errors import AccountLocked, AuthenticationFailed, InvalidInput, RateLimited, RegistrationClosed
+from mailroom.errors import (
+    AccountLocked,
+    AuthenticationFailed,
+    EmailNotVerified,
+    InvalidInput,
+    RateLimited,
+    RegistrationClosed,
+)
 from mailroom.web import i18n
 from mailroom.web.context import client_address, csrf_form, current, login, room, web_session, web_state
 from mailroom.web.i18n import gettext as _
@@ -74,8 +81,9 @@ def do_login(request: Request, email: Text, password: Text, next: Annotated[str,
                           error=_("Too many failed logins. Try again in {seconds} seconds.").format(
                               seconds=max(1, round(exc.retry_after_seconds))))
     except AuthenticationFailed as exc:
-        message = _("Wrong e-mail address or password.") if str(exc) == str(AuthenticationFailed()) else \
-            _("Confirm your e-mail address first: follow the link in the mail we sent you.")
+        message = _("Confirm your e-mail address first: follow the link in the confirmation mail if you got one. "
+                    "If not, ask an administrator to mark your address verified or to send a new link.") \
+            if isinstance(exc, EmailNotVerified) else _("Wrong e-mail address or password.")
         return login_page(request, next_path=next, email=email, error=message, status_code=401)
     assert session.key is not None  # log_in always starts one
     web_session(request).log_in(session.key)

@@ -27,9 +27,18 @@ from markupsafe import Markup
 from mailroom.domain.log import MAX_OFFSET, LogPage, LogQuery, SortKey
 from mailroom.domain.log_search import parse_search
 from mailroom.domain.outbox import CANCELLABLE_STATUSES, RETRYABLE_STATUSES, MailStatus, OutgoingMail
-from mailroom.domain.permissions import CANCEL_MAIL, DELETE_MAIL, READ_MAIL, READ_SERVERS, RETRY_MAIL, Subject
+from mailroom.domain.permissions import (
+    CANCEL_MAIL,
+    DELETE_MAIL,
+    READ_MAIL,
+    READ_SERVERS,
+    RETRY_MAIL,
+    SEND_MAIL,
+    Subject,
+)
 from mailroom.errors import InvalidInput, InvalidTransition, MailNotFound, NotFound
-from mailroom.web.context import csrf_form, require, room
+from mailroom.usecases.send_mail import SendingReadiness
+from mailroom.web.context import csrf_form, current, require, room
 from mailroom.web.i18n import gettext as _
 from mailroom.web.i18n import ngettext
 from mailroom.web.pages import render, see_other, url
@@ -90,9 +99,17 @@ def status_badge(status: str, mail_id: str | None = None) -> Markup:
 
 
 def mail_page(request: Request, template: str, status_code: int = 200, **context: Any) -> HTMLResponse:
-    """``render`` with what every mail page needs: status labels and badges, and the statuses to choose from."""
+    """``render`` with what every mail page needs: status labels and badges, the statuses to choose from, and
+    whether mails can go out now (``sending``: None for users who neither send nor read mail)."""
     return render(request, template, status_code=status_code, status_label=status_label, status_badge=status_badge,
-                  all_statuses=list(MailStatus), **context)
+                  all_statuses=list(MailStatus), sending=sending_readiness(request), **context)
+
+
+def sending_readiness(request: Request) -> SendingReadiness | None:
+    session = current(request)
+    if session is None or not (session.subject.has(SEND_MAIL) or session.subject.has(READ_MAIL)):
+        return None
+    return room(request).sending_readiness(session.subject)
 
 
 # --- the log ---------------------------------------------------------------------------------------

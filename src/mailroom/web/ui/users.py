@@ -33,12 +33,14 @@ class UserForm:
     language: str = "en"
     roles: tuple[str, ...] = ()
     notify: bool = True
+    verified: bool = False
 
 
 def user_form(email: FormText = "", first_name: FormText = "", last_name: FormText = "", language: FormText = "en",
-              roles: FormList = None, notify: FormFlag = None) -> UserForm:
+              roles: FormList = None, notify: FormFlag = None, verified: FormFlag = None) -> UserForm:
     return UserForm(email=email.strip(), first_name=first_name.strip(), last_name=last_name.strip(),
-                    language=language.strip() or "en", roles=tuple(roles or ()), notify=notify is not None)
+                    language=language.strip() or "en", roles=tuple(roles or ()), notify=notify is not None,
+                    verified=verified is not None)
 
 
 UserFormData = Annotated[UserForm, Depends(user_form)]
@@ -72,7 +74,11 @@ DONE_NOTICES = {"created": "{email} was created.",
                 "enabled": "{email} can log in again.",
                 "disabled": "{email} is disabled and cannot log in.",
                 "roles": "The roles of {email} were saved.",
-                "resent": "A new verification mail to {email} is on its way; older links no longer work."}
+                "resent": "A new verification mail to {email} is on its way; older links no longer work.",
+                "created_unverified": "{email} was created, but cannot log in until the address is verified: no "
+                                      "confirmation mail was sent. Mark the address verified, or send a "
+                                      "verification mail.",
+                "verified": "The address {email} is marked verified: the user can log in."}
 
 
 def done(request: Request, path: str, what: str, email: str) -> RedirectResponse:
@@ -125,10 +131,14 @@ def create_user(request: Request, form: UserFormData, password: FormText = "") -
         profile = Profile(email=form.email, first_name=form.first_name, last_name=form.last_name,
                           preferred_language=form.language)
         user = room(request).users.create_user(caller, profile, password=password or None, roles=form.roles,
-                                               notify_user=form.notify)
+                                               notify_user=form.notify and not form.verified,
+                                               verified=form.verified)
     except InvalidInput as exc:
         return form_page(request, caller, form, error=str(exc), error_field=exc.field, status_code=422)
-    return done(request, "/users", "created_notified" if form.notify else "created", user.email)
+    if user.verified or not form.notify:
+        # Without the mail nobody will confirm the address: say so, on the user's page with the way out.
+        return done(request, f"/users/{user.id}", "created" if user.verified else "created_unverified", user.email)
+    return done(request, "/users", "created_notified", user.email)
 
 
 def detail_page(request: Request, caller: Subject, user: User, *, notice: str | None = None,
@@ -180,3 +190,10 @@ def resend_verification(request: Request, user_id: str) -> Response:
     except InvalidInput as exc:
         return detail_page(request, caller, user, error=str(exc), status_code=422)
     return done(request, f"/users/{user.id}", "resent", user.email)
+
+
+@router.post("/users/{user_id}/verified", response_class=HTMLResponse, dependencies=[Depends(csrf_form)])
+def mark_verified(request: Request, user_id: str, back: Annotated[str, Form()] = "") -> Response:
+    caller = context.subject(request)
+    user = room(request).users.mark_verified(caller, user_id)
+    return done(request, "/users" if back == "list" else f"/users/{user.id}", "verified", user.email)
