@@ -43,6 +43,13 @@ def translations(language: str) -> NullTranslations:
     return merged or NullTranslations()
 
 
+@cache
+def language_names() -> dict[str, str]:
+    """Each UI language in its own words ("Deutsch"), as a user looks for it whatever the page's language."""
+    return {language: (Locale.parse(language).get_display_name(language) or language).capitalize()
+            for language in LANGUAGES}
+
+
 def choose_language(preferred: str | None, accept_language: str | None) -> str:
     """The user's preferred language when the UI has it, else the browser's, else English."""
     candidates: list[str] = []

@@ -6,6 +6,7 @@ must not use up a code.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Form, Request
@@ -210,8 +211,22 @@ def do_reset(request: Request, code: Text, password: Text,
 def show_account(request: Request, done: str = "") -> HTMLResponse:
     session = login(request)
     tokens = room(request).api_tokens.list(session.subject, session.user.id)
-    notice = _("Your password was changed.") if done == "password" else None
-    return render(request, "account.html", tokens=tokens, new_token=None, error=None, notice=notice)
+    notices = {"password": _("Your password was changed."), "language": _("The language was changed.")}
+    return render(request, "account.html", tokens=tokens, new_token=None, error=None, notice=notices.get(done))
+
+
+@router.post("/account/language", response_class=HTMLResponse, dependencies=[Depends(csrf_form)])
+def choose_language(request: Request, language: Text) -> Response:
+    """The UI's (and the account mails') language: stored on the profile, so it beats the browser's."""
+    session = login(request)
+    if language not in i18n.LANGUAGES:
+        tokens = room(request).api_tokens.list(session.subject, session.user.id)
+        return render(request, "account.html", status_code=422, error=_("Choose one of the offered languages."),
+                      new_token=None, tokens=tokens, notice=None)
+    room(request).users.update_profile(session.subject, session.user.id,
+                                       replace(session.user.profile, preferred_language=language),
+                                       notify_user=False)
+    return see_other(request, "/account?done=language")
 
 
 def parse_days(value: str) -> float | None:
