@@ -4,8 +4,10 @@ German walk this list, so a page added to the UI belongs here too."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
-from mailroom import SYSTEM, Mail, Mailroom
+from mailroom import SYSTEM, Mail, Mailroom, ServerSettings
+from mailroom.domain.servers import Security
 from mailroom.domain.users import Profile
 from tests.support.smtp_servers import Behaviour, SmtpServerHandle
 
@@ -23,7 +25,8 @@ class Filled:
 
 
 def fill(room: Mailroom, smtp_server: SmtpServerHandle) -> Filled:
-    """A sent mail with a long subject and recipient, a failed one with an SMTP error, a second user."""
+    """A sent mail with a long subject and recipient, a failed one with an SMTP error, a cancelled one, a second
+    user and a disabled one, a disabled server."""
     sent = room.send_mail(SYSTEM, Mail(to=[LONG_RECIPIENT, "zweite@example.org"], subject=LONG_SUBJECT,
                                        text="Hallo", html="<p>Hallo</p>", tags=["rechnung", "monatlich"]))
     room.deliver_pending()
@@ -34,7 +37,15 @@ def fill(room: Mailroom, smtp_server: SmtpServerHandle) -> Filled:
     user = room.users.create_user(SYSTEM, Profile(email="betrieb@example.org", first_name="Berta"),
                                   password="a long test passphrase", roles=["mail-operator"], verified=True,
                                   notify_user=False)
-    server = room.servers.list(SYSTEM)[0]
+    disabled = room.users.create_user(SYSTEM, Profile(email="ehemalig@example.org"), verified=True,
+                                      notify_user=False)
+    room.users.set_enabled(SYSTEM, disabled.id, False)
+    room.servers.add(SYSTEM, ServerSettings(name="reserve", host="127.0.0.1", port=1, security=Security.NONE,
+                                            enabled=False))
+    later = datetime.now(UTC) + timedelta(days=1)
+    room.cancel_mail(SYSTEM, room.send_mail(SYSTEM, Mail(to=["storniert@example.org"], subject="Storniert",
+                                                          text="Hallo", send_at=later)))
+    server = next(s for s in room.servers.list(SYSTEM) if s.enabled)
     return Filled(sent_mail=sent, failed_mail=failed, server_id=server.id, user_id=user.id)
 
 
