@@ -16,6 +16,8 @@ from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 from babel.support import NullTranslations, Translations
 
+from mailroom.errors import MailroomError, Text
+
 LANGUAGES = ("en", "de")
 DEFAULT_LANGUAGE = "en"
 
@@ -76,3 +78,16 @@ def gettext(message: str) -> str:
 
 def ngettext(singular: str, plural: str, n: int) -> str:
     return _active().ungettext(singular, plural, n)
+
+
+def translate(text: Text | str) -> str:
+    """A core :class:`Text` in the active language: its template is the message id, its params are filled in
+    (Texts among them translated too). English where the catalog has no entry."""
+    if isinstance(text, str):
+        return gettext(text) if text else text
+    return text.render(lambda template: gettext(template) if template else template)
+
+
+def error_text(error: BaseException) -> str:
+    """What a person reads about ``error``: a mailroom error in the active language, anything else as is."""
+    return translate(error.text) if isinstance(error, MailroomError) else str(error)

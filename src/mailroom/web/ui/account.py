@@ -16,6 +16,7 @@ from mailroom.domain.users import Profile
 from mailroom.errors import AccountLocked, AuthenticationFailed, InvalidInput, RateLimited, RegistrationClosed
 from mailroom.web import i18n
 from mailroom.web.context import client_address, csrf_form, current, login, room, web_session, web_state
+from mailroom.web.i18n import error_text
 from mailroom.web.i18n import gettext as _
 from mailroom.web.pages import render, see_other
 
@@ -133,7 +134,7 @@ def do_register(request: Request, email: Text, password: Text, first_name: Optio
         users.register(Profile(email=email, first_name=first_name, last_name=last_name,
                                preferred_language=language), password)
     except InvalidInput as exc:
-        return register_page(request, error=str(exc), values=values, status_code=422)
+        return register_page(request, error=error_text(exc), values=values, status_code=422)
     return form_page(request, _("Check your mail"),
                      notice=_("We sent a confirmation link to {email}.").format(email=email),
                      links=[{"href": "/login", "label": _("Log in")}])
@@ -151,7 +152,7 @@ def do_confirm(request: Request, code: Text) -> Response:
     try:
         room(request).users.confirm_email(code)
     except InvalidInput as exc:
-        return form_page(request, _("Confirm your e-mail address"), error=str(exc), status_code=422,
+        return form_page(request, _("Confirm your e-mail address"), error=error_text(exc), status_code=422,
                          links=[{"href": "/login", "label": _("Log in")}])
     return see_other(request, "/login?done=confirmed")
 
@@ -191,7 +192,7 @@ def show_reset(request: Request, code: str = "") -> HTMLResponse:
     try:
         room(request).users.check_reset_code(code)
     except InvalidInput as exc:
-        return form_page(request, _("Choose a new password"), error=str(exc), status_code=422,
+        return form_page(request, _("Choose a new password"), error=error_text(exc), status_code=422,
                          links=[{"href": "/forgot-password", "label": _("Ask for a new link")}])
     return reset_page(request, code)
 
@@ -202,7 +203,7 @@ def do_reset(request: Request, code: Text, password: Text,
     try:
         room(request).users.reset_password(code, password, revoke_tokens=revoke_tokens is not None)
     except InvalidInput as exc:
-        return reset_page(request, code, error=str(exc), status_code=422)
+        return reset_page(request, code, error=error_text(exc), status_code=422)
     web_session(request).log_out()  # its server-side session is revoked with all others of the user
     return see_other(request, "/login?done=reset")
 
@@ -247,7 +248,7 @@ def create_token(request: Request, name: Text, expires_days: Annotated[str, Form
         days = parse_days(expires_days)
         _token, secret = tokens.create(session.subject, session.user.id, name, expires_days=days)
     except InvalidInput as exc:
-        return render(request, "account.html", status_code=422, error=str(exc), new_token=None, notice=None,
+        return render(request, "account.html", status_code=422, error=error_text(exc), new_token=None, notice=None,
                       tokens=tokens.list(session.subject, session.user.id))
     return render(request, "account.html", new_token=secret, error=None, notice=None,
                   tokens=tokens.list(session.subject, session.user.id))
@@ -268,6 +269,6 @@ def change_password(request: Request, current_password: Text, new_password: Text
         room(request).users.change_password(session.subject, session.user.id, current_password, new_password,
                                             keep_session=web_session(request).key)
     except (InvalidInput, AuthenticationFailed) as exc:
-        return render(request, "account.html", status_code=422, error=str(exc), new_token=None, tokens=tokens,
+        return render(request, "account.html", status_code=422, error=error_text(exc), new_token=None, tokens=tokens,
                       notice=None)
     return see_other(request, "/account?done=password")
