@@ -55,36 +55,109 @@ builtin exception it resembles, so callers may catch either::
         └── SmtpPermanentError                   a 5xx reply: do not try again
 
 Messages never contain a password: adapters build them from server names, hosts and SMTP replies only.
+
+Every message is a :class:`Text`: an English template with ``{named}`` fields, and their values. ``str()``
+gives the English; an edge that speaks another language looks the template up as its message id (the web UI
+in its gettext catalogs) and fills in the same values. The core knows no language but English.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+
+class Text:
+    """Words for people: an English ``template`` with ``{named}`` fields (``str.format`` syntax) and their
+    ``params``. A param may itself be a Text (a reason inside a message); edges translate both."""
+
+    __slots__ = ("params", "template")
+
+    def __init__(self, template: str, params: Mapping[str, object] | None = None) -> None:
+        self.template = template
+        self.params: dict[str, object] = dict(params or {})
+
+    def __str__(self) -> str:
+        return self.render(lambda template: template)
+
+    def __repr__(self) -> str:
+        return f"Text({self.template!r}, {self.params!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Text) and (self.template, self.params) == (other.template, other.params)
+
+    def __hash__(self) -> int:
+        return hash(self.template)
+
+    def render(self, translate: Any) -> str:
+        """The text with ``translate`` (template → template) applied to it and to every Text among its
+        params; a translation that does not fit the params falls back to the English template."""
+        values = {name: value.render(translate) if isinstance(value, Text) else value
+                  for name, value in self.params.items()}
+        translated = translate(self.template)
+        if not values:
+            return str(translated)
+        try:
+            return str(translated).format_map(values)
+        except (KeyError, IndexError, ValueError, AttributeError):
+            return self.template.format_map(values)
+
+    def to_json(self) -> dict[str, Any]:
+        """For a process boundary: params that are not texts, numbers or Texts travel as their ``str``."""
+        return {"template": self.template,
+                "params": {name: value.to_json() if isinstance(value, Text)
+                           else value if isinstance(value, str | int | float | bool) or value is None
+                           else str(value) for name, value in self.params.items()}}
+
+    @classmethod
+    def from_json(cls, data: object) -> Text:
+        if not isinstance(data, dict):
+            return cls(str(data))
+        params = data.get("params") if isinstance(data.get("params"), dict) else {}
+        assert isinstance(params, dict)
+        return cls(str(data.get("template", "")),
+                   {str(name): cls.from_json(value) if isinstance(value, dict) else value
+                    for name, value in params.items()})
+
+
+def text(message: str | Text, params: Mapping[str, object] | None = None) -> Text:
+    return message if isinstance(message, Text) else Text(message, params)
 
 
 class MailroomError(Exception):
-    """Root of every error mailroom raises on purpose."""
+    """Root of every error mailroom raises on purpose. ``text`` keeps the message as template and params,
+    for the edges to translate; ``str()`` is the English."""
+
+    def __init__(self, message: str | Text = "", params: Mapping[str, object] | None = None) -> None:
+        self.text = text(message, params)
+        super().__init__(str(self.text))
 
 
 class InvalidInput(MailroomError, ValueError):
     """Data given to a use case is invalid; nothing was stored."""
 
-    def __init__(self, message: str, *, field: str | None = None) -> None:
-        super().__init__(message)
+    def __init__(self, message: str | Text, params: Mapping[str, object] | None = None, *,
+                 field: str | None = None) -> None:
+        super().__init__(message, params)
         self.field = field
 
 
 class InvalidAddress(InvalidInput):
-    def __init__(self, address: str, reason: str, *, field: str | None = None) -> None:
-        where = f" in {field}" if field else ""
-        super().__init__(f"invalid e-mail address {address!r}{where}: {reason}", field=field)
+    def __init__(self, address: str, reason: str | Text, *, field: str | None = None) -> None:
+        if field:
+            super().__init__("invalid e-mail address {address!r} in {field}: {reason}",
+                             {"address": address, "field": field, "reason": text(reason)}, field=field)
+        else:
+            super().__init__("invalid e-mail address {address!r}: {reason}",
+                             {"address": address, "reason": text(reason)})
         self.address = address
         self.reason = reason
 
 
 class InvalidHeader(InvalidInput):
-    def __init__(self, name: str, reason: str, *, field: str | None = None) -> None:
-        super().__init__(f"invalid header {name!r}: {reason}", field=field or name)
+    def __init__(self, name: str, reason: str | Text, *, field: str | None = None) -> None:
+        super().__init__("invalid header {name!r}: {reason}", {"name": name, "reason": text(reason)},
+                         field=field or name)
         self.name = name
         self.reason = reason
 
@@ -109,9 +182,9 @@ class NoSenderAddress(InvalidInput):
 class AttachmentTooLarge(InvalidInput):
     def __init__(self, filename: str, size: int, limit: int) -> None:
         super().__init__(
-            f"attachment {filename!r} has {size} bytes, over the limit of {limit} bytes "
+            "attachment {filename!r} has {size} bytes, over the limit of {limit} bytes "
             "(raise MAILROOM_MAX_ATTACHMENT_BYTES or send a link instead)",
-            field="attachments",
+            {"filename": filename, "size": size, "limit": limit}, field="attachments",
         )
         self.filename = filename
         self.size = size
@@ -125,22 +198,27 @@ class ConfigurationError(InvalidInput):
 class InvalidModel(InvalidInput):
     """The model for a template is not a JSON object, or misses variables the template declares."""
 
-    def __init__(self, message: str) -> None:
-        super().__init__(message, field="model")
+    def __init__(self, message: str | Text, params: Mapping[str, object] | None = None) -> None:
+        super().__init__(message, params, field="model")
 
 
 class TemplateSyntaxError(InvalidInput):
-    def __init__(self, template: str, line: int | None, message: str) -> None:
-        where = f" line {line}" if line else ""
-        super().__init__(f"template {template!r}{where}: {message}", field="template")
+    def __init__(self, template: str, line: int | None, message: str | Text) -> None:
+        if line:
+            super().__init__("template {template!r} line {line}: {reason}",
+                             {"template": template, "line": line, "reason": text(message)}, field="template")
+        else:
+            super().__init__("template {template!r}: {reason}", {"template": template, "reason": text(message)},
+                             field="template")
         self.template = template
         self.line = line
         self.reason = message
 
 
 class TemplateRenderError(InvalidInput):
-    def __init__(self, template: str, message: str) -> None:
-        super().__init__(f"template {template!r} cannot be rendered: {message}", field="model")
+    def __init__(self, template: str, message: str | Text) -> None:
+        super().__init__("template {template!r} cannot be rendered: {reason}",
+                         {"template": template, "reason": text(message)}, field="model")
         self.template = template
         self.reason = message
 
@@ -155,7 +233,8 @@ class TemplateLimitExceeded(TemplateRenderError):
 
 class TemplateTooSlow(TemplateLimitExceeded):
     def __init__(self, template: str, cpu_seconds: float) -> None:
-        super().__init__(template, f"the template used more than {cpu_seconds:g} s of CPU (a runaway loop?)")
+        super().__init__(template, Text("the template used more than {seconds:g} s of CPU (a runaway loop?)",
+                                        {"seconds": cpu_seconds}))
         self.cpu_seconds = cpu_seconds
 
 
@@ -172,11 +251,12 @@ class SecretVariableExposed(InvalidInput):
     an image, a stylesheet, a frame. Loading it would hand the code to that host."""
 
     def __init__(self, template: str, variable: str, where: str, line: int | None) -> None:
-        at = f" line {line}" if line else ""
+        at = Text(" line {line}", {"line": line}) if line else ""
         super().__init__(
-            f"template {template!r}{at}: {{{{ {variable} }}}} is secret and may not be in {where}: a mail "
+            "template {template!r}{at}: {{{{ {variable} }}}} is secret and may not be in {where}: a mail "
             "client may load that without a click and hand the code to another host; use it only in a link "
-            "(<a href>) or as text", field="html")
+            "(<a href>) or as text", {"template": template, "at": at, "variable": variable, "where": where},
+            field="html")
         self.template = template
         self.variable = variable
         self.where = where
@@ -185,19 +265,20 @@ class SecretVariableExposed(InvalidInput):
 
 class DuplicateEmail(InvalidInput):
     def __init__(self, email: str) -> None:
-        super().__init__(f"a user with the e-mail address {email!r} already exists", field="email")
+        super().__init__("a user with the e-mail address {email!r} already exists", {"email": email}, field="email")
 
 
 class WeakPassword(InvalidInput):
     def __init__(self, minimum: int) -> None:
-        super().__init__(f"the password is too short: use at least {minimum} characters", field="password")
+        super().__init__("the password is too short: use at least {minimum} characters", {"minimum": minimum},
+                         field="password")
 
 
 class InvalidCode(InvalidInput):
     """The code of a confirmation or reset link cannot be used; the message says why."""
 
-    def __init__(self, reason: str) -> None:
-        super().__init__(f"this link cannot be used: {reason}", field="code")
+    def __init__(self, reason: str | Text) -> None:
+        super().__init__("this link cannot be used: {reason}", {"reason": text(reason)}, field="code")
         self.reason = reason
 
 
@@ -206,9 +287,9 @@ class IdempotencyConflict(InvalidInput):
     the new mail would go against the key; answering with the old id would drop it silently."""
 
     def __init__(self, key: str, mail_id: str) -> None:
-        super().__init__(f"the idempotency key {key!r} was used for a different mail ({mail_id}) in its window: "
+        super().__init__("the idempotency key {key!r} was used for a different mail ({mail_id}) in its window: "
                          "use a new key for a new mail, or send exactly the same mail to get its id again",
-                         field="idempotency_key")
+                         {"key": key, "mail_id": mail_id}, field="idempotency_key")
         self.key = key
         self.mail_id = mail_id
 
@@ -219,36 +300,40 @@ class NotFound(MailroomError, LookupError):
 
 class UserNotFound(NotFound):
     def __init__(self, user: str) -> None:
-        super().__init__(f"no user {user!r}")
+        super().__init__("no user {user!r}", {"user": user})
 
 
 class TokenNotFound(NotFound):
     def __init__(self, token_id: str) -> None:
-        super().__init__(f"no active API token {token_id!r}")
+        super().__init__("no active API token {token_id!r}", {"token_id": token_id})
 
 
 class MailNotFound(NotFound):
     def __init__(self, mail_id: str) -> None:
-        super().__init__(f"no mail with id {mail_id!r} (it may have been deleted by retention)")
+        super().__init__("no mail with id {mail_id!r} (it may have been deleted by retention)", {"mail_id": mail_id})
         self.mail_id = mail_id
 
 
 class ServerNotFound(NotFound):
     def __init__(self, name_or_id: str) -> None:
-        super().__init__(f"no SMTP server named or with id {name_or_id!r} (see `mailroom smtp list`)")
+        super().__init__("no SMTP server named or with id {name_or_id!r} (see `mailroom smtp list`)",
+                         {"name_or_id": name_or_id})
         self.name_or_id = name_or_id
 
 
 class TemplateSetNotFound(NotFound):
     def __init__(self, set_id: str) -> None:
-        super().__init__(f"no template set {set_id!r} (see `mailroom templates list`)")
+        super().__init__("no template set {set_id!r} (see `mailroom templates list`)", {"set_id": set_id})
         self.set_id = set_id
 
 
 class TemplateNotFound(NotFound):
     def __init__(self, set_id: str, name: str, locale: str | None = None) -> None:
-        where = f" in locale {locale!r}" if locale else ""
-        super().__init__(f"no template {name!r}{where} in set {set_id!r}")
+        if locale:
+            super().__init__("no template {name!r} in locale {locale!r} in set {set_id!r}",
+                             {"name": name, "locale": locale, "set_id": set_id})
+        else:
+            super().__init__("no template {name!r} in set {set_id!r}", {"name": name, "set_id": set_id})
         self.set_id = set_id
         self.name = name
         self.locale = locale
@@ -256,8 +341,11 @@ class TemplateNotFound(NotFound):
 
 class PermissionDenied(MailroomError, PermissionError):
     def __init__(self, permission: str, user_id: str | None) -> None:
-        who = f"user {user_id!r}" if user_id else "an anonymous subject"
-        super().__init__(f"{who} lacks the permission {permission!r}")
+        if user_id:
+            super().__init__("user {user_id!r} lacks the permission {permission!r}",
+                             {"user_id": user_id, "permission": permission})
+        else:
+            super().__init__("an anonymous subject lacks the permission {permission!r}", {"permission": permission})
         self.permission = permission
         self.user_id = user_id
 
@@ -274,15 +362,16 @@ class ConfidentialContent(PermissionDenied):
     or searched, whatever the caller's permissions: whoever reads it could take over the account."""
 
     def __init__(self, mail_id: str) -> None:
-        MailroomError.__init__(self, f"the content of confidential mail {mail_id!r} is hidden: it holds a "
-                                     "secret for its recipient only; its log entry shows everything else")
+        MailroomError.__init__(self, "the content of confidential mail {mail_id!r} is hidden: it holds a "
+                                     "secret for its recipient only; its log entry shows everything else",
+                               {"mail_id": mail_id})
         self.mail_id = mail_id
         self.permission = "read confidential content"
         self.user_id = None
 
 
 class AuthenticationFailed(MailroomError):
-    def __init__(self, message: str = "wrong e-mail address or password") -> None:
+    def __init__(self, message: str | Text = "wrong e-mail address or password") -> None:
         super().__init__(message)
 
 
@@ -297,7 +386,8 @@ class EmailNotVerified(AuthenticationFailed):
 
 class AccountLocked(AuthenticationFailed):
     def __init__(self, retry_after_seconds: float) -> None:
-        super().__init__(f"too many failed logins: try again in {max(1, round(retry_after_seconds))} s")
+        super().__init__(Text("too many failed logins: try again in {seconds} s",
+                              {"seconds": max(1, round(retry_after_seconds))}))
         self.retry_after_seconds = retry_after_seconds
 
 
@@ -305,7 +395,7 @@ class RateLimited(MailroomError):
     """Too many registrations or reset requests for one address or from one client; nothing was sent."""
 
     def __init__(self, retry_after_seconds: float) -> None:
-        super().__init__(f"too many requests: try again in {max(1, round(retry_after_seconds))} s")
+        super().__init__("too many requests: try again in {seconds} s", {"seconds": max(1, round(retry_after_seconds))})
         self.retry_after_seconds = retry_after_seconds
 
 
@@ -316,8 +406,11 @@ class InvalidTransition(MailroomError):
     deferred mails can be retried".
     """
 
-    def __init__(self, mail_id: str, status: str, operation: str, allowed: str, done: str) -> None:
-        super().__init__(f"cannot {operation} mail {mail_id!r}: it is {status}, and only {allowed} can be {done}")
+    def __init__(self, mail_id: str, status: str | Text, operation: str | Text, allowed: str | Text,
+                 done: str | Text) -> None:
+        super().__init__("cannot {operation} mail {mail_id!r}: it is {status}, and only {allowed} can be {done}",
+                         {"operation": text(operation), "mail_id": mail_id, "status": text(status),
+                          "allowed": text(allowed), "done": text(done)})
         self.mail_id = mail_id
         self.status = status
         self.operation = operation
@@ -327,9 +420,10 @@ class ConfidentialContentGone(InvalidTransition):
     """A confidential mail's content is dropped when the mail ends, so it cannot be sent again."""
 
     def __init__(self, mail_id: str, status: str) -> None:
-        MailroomError.__init__(self, f"cannot retry mail {mail_id!r}: it is {status} and confidential, and its "
+        MailroomError.__init__(self, "cannot retry mail {mail_id!r}: it is {status} and confidential, and its "
                                      "content was dropped when it ended; send it again as a new mail (e.g. ask "
-                                     "for a new password-reset or verification link)")
+                                     "for a new password-reset or verification link)",
+                               {"mail_id": mail_id, "status": text(status)})
         self.mail_id = mail_id
         self.status = status
         self.operation = "retry"
@@ -343,8 +437,9 @@ class StorageError(MailroomError):
     """The database refused or is unreachable. The message never holds SQL or parameters; ``error_id`` is
     the key under which the server log keeps the detail."""
 
-    def __init__(self, message: str, *, error_id: str | None = None) -> None:
-        super().__init__(message)
+    def __init__(self, message: str | Text, params: Mapping[str, object] | None = None, *,
+                 error_id: str | None = None) -> None:
+        super().__init__(message, params)
         self.error_id = error_id
 
 
@@ -364,9 +459,9 @@ class DeliveryError(MailroomError):
     uncertain: bool = False
     """Whether the server may have taken the mail although the attempt failed (silence after DATA)."""
 
-    def __init__(self, message: str, *, code: int | None = None, reply: str | None = None,
-                 server: str | None = None) -> None:
-        super().__init__(message)
+    def __init__(self, message: str | Text, params: Mapping[str, object] | None = None, *, code: int | None = None,
+                 reply: str | None = None, server: str | None = None) -> None:
+        super().__init__(message, params)
         self.code = code
         self.reply = reply
         self.server = server
@@ -374,10 +469,10 @@ class DeliveryError(MailroomError):
 
 class NoServerConfigured(DeliveryError):
     def __init__(self, hint: str | None = None) -> None:
-        extra = f" (hint {hint!r})" if hint else ""
+        extra = Text(" (hint {hint!r})", {"hint": hint}) if hint else ""
         super().__init__(
-            f"no enabled SMTP server is configured{extra}: add or enable one (SMTP servers in the admin UI, or "
-            "`mailroom smtp add`); queued mails are kept and go out once a server exists"
+            "no enabled SMTP server is configured{extra}: add or enable one (SMTP servers in the admin UI, or "
+            "`mailroom smtp add`); queued mails are kept and go out once a server exists", {"extra": extra}
         )
 
 

@@ -21,6 +21,7 @@ from mailroom.domain.sessions import LoginSession, ThrottleKey
 from mailroom.domain.stored_secrets import SecretBatch, SecretKind
 from mailroom.domain.templates import RenderedTemplate, SecretExposure, Template, TemplateSet, TemplateVersion
 from mailroom.domain.users import ApiToken, OneTimeCode, Role, User
+from mailroom.errors import Text
 
 # --- values that cross the ports -------------------------------------------------------------------
 
@@ -103,6 +104,8 @@ class ProbeStep:
     name: str
     ok: bool
     detail: str
+    text: Text | None = None
+    """``detail`` as message id and params, for an edge that translates it."""
 
 
 # --- ports -----------------------------------------------------------------------------------------

@@ -26,7 +26,7 @@ from datetime import UTC, date, datetime, time, tzinfo
 
 from mailroom.domain.log import LogQuery, SearchTerm, TermField
 from mailroom.domain.outbox import MailStatus
-from mailroom.errors import InvalidInput
+from mailroom.errors import InvalidInput, Text
 
 MAX_SEARCH_LENGTH = 1000
 MAX_TERMS = 20
@@ -63,10 +63,11 @@ def parse_search(text: str, base: LogQuery | None = None, *, timezone: tzinfo = 
     ``q``) naming the part that cannot be read."""
     base = base or LogQuery()
     if len(text) > MAX_SEARCH_LENGTH:
-        raise InvalidInput(f"the search is longer than {MAX_SEARCH_LENGTH} characters", field="q")
+        raise InvalidInput("the search is longer than {limit} characters", {"limit": MAX_SEARCH_LENGTH}, field="q")
     tokens = _tokens(text)
     if len(tokens) > MAX_TERMS:
-        raise InvalidInput(f"the search has {len(tokens)} parts; use at most {MAX_TERMS}", field="q")
+        raise InvalidInput("the search has {parts} parts; use at most {limit}",
+                           {"parts": len(tokens), "limit": MAX_TERMS}, field="q")
     parsed = _Parsed()
     for token in tokens:
         _apply(token, parsed, timezone)
@@ -104,7 +105,8 @@ def _tokens(text: str) -> list[_Token]:
         if position < end and text[position] == '"':
             closing = text.find('"', position + 1)
             if closing < 0:
-                raise InvalidInput(f"the quote in {text[start:]!r} is not closed: add a closing \"", field="q")
+                raise InvalidInput("the quote in {rest!r} is not closed: add a closing \"", {"rest": text[start:]},
+                                   field="q")
             value = text[position + 1:closing]
             position = closing + 1
         else:
@@ -119,13 +121,14 @@ def _tokens(text: str) -> list[_Token]:
 def _apply(token: _Token, parsed: _Parsed, timezone: tzinfo) -> None:
     if token.key is not None and token.key not in _FILTERS:
         raise InvalidInput(
-            f"unknown filter '{token.key}:' in {token.source!r}; the filters are "
-            f"{', '.join(f + ':' for f in _FILTERS)}. Put text with a colon in quotes: \"{token.source}\"",
-            field="q")
+            "unknown filter '{key}:' in {source!r}; the filters are {filters}. Put text with a colon in quotes: "
+            "\"{source}\"", {"key": token.key, "source": token.source,
+                              "filters": ", ".join(f + ":" for f in _FILTERS)}, field="q")
     if not token.value:
         if token.key is None:
             return  # "" or a lone quote pair: nothing to look for
-        raise InvalidInput(f"'{token.key}:' needs a value, e.g. {_EXAMPLES[token.key]}", field="q")
+        raise InvalidInput("'{key}:' needs a value, e.g. {example}",
+                           {"key": token.key, "example": _EXAMPLES[token.key]}, field="q")
     if token.key is None:
         parsed.terms.append(SearchTerm(TermField.TEXT, token.value.lower(), token.negated))
     elif token.key in _TEXT_FILTERS:
@@ -147,9 +150,9 @@ def _status(name: str) -> MailStatus:
     except ValueError:
         known = [s.value for s in MailStatus]
         close = difflib.get_close_matches(wanted, known, n=1)
-        hint = f" (did you mean '{close[0]}'?)" if close else ""
-        raise InvalidInput(f"unknown status '{name.strip()}'{hint}; the statuses are {', '.join(known)}",
-                           field="q") from None
+        hint = Text(" (did you mean '{close}'?)", {"close": close[0]}) if close else ""
+        raise InvalidInput("unknown status '{name}'{hint}; the statuses are {known}",
+                           {"name": name.strip(), "hint": hint, "known": ", ".join(known)}, field="q") from None
 
 
 def _moment(key: str, value: str, timezone: tzinfo) -> datetime:
@@ -158,12 +161,13 @@ def _moment(key: str, value: str, timezone: tzinfo) -> datetime:
             return datetime.combine(date.fromisoformat(value), time(), tzinfo=timezone)
         moment = datetime.fromisoformat(value)
     except ValueError:
-        raise InvalidInput(f"{key}: '{value}' is not a date; use YYYY-MM-DD or an ISO date-time such as "
-                           "2024-05-01T14:30", field="q") from None
+        raise InvalidInput("{key}: '{value}' is not a date; use YYYY-MM-DD or an ISO date-time such as "
+                           "2024-05-01T14:30", {"key": key, "value": value}, field="q") from None
     moment = moment if moment.tzinfo is not None else moment.replace(tzinfo=timezone)
     try:
         # Stored moments are UTC; one that has no UTC form (9999-12-31T23:59-12:00) would fail in the database.
         moment.astimezone(UTC)
     except OverflowError:
-        raise InvalidInput(f"{key}: '{value}' lies outside the years 1 to 9999 in UTC", field="q") from None
+        raise InvalidInput("{key}: '{value}' lies outside the years 1 to 9999 in UTC", {"key": key, "value": value},
+                           field="q") from None
     return moment

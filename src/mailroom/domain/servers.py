@@ -49,15 +49,15 @@ class ServerSettings:
         if not self.host.strip():
             raise InvalidInput("an SMTP server needs a host", field="host")
         if isinstance(self.port, bool) or not isinstance(self.port, int) or not 0 < self.port < 65536:
-            raise InvalidInput(f"port {self.port} is not between 1 and 65535", field="port")
+            raise InvalidInput("port {port} is not between 1 and 65535", {"port": self.port}, field="port")
         if isinstance(self.priority, bool) or not isinstance(self.priority, int) \
                 or not MIN_PRIORITY <= self.priority <= MAX_PRIORITY:
-            raise InvalidInput(f"priority {self.priority} is not a whole number between {MIN_PRIORITY} and "
-                               f"{MAX_PRIORITY}", field="priority")
+            raise InvalidInput("priority {priority} is not a whole number between {low} and {high}",
+                               {"priority": self.priority, "low": MIN_PRIORITY, "high": MAX_PRIORITY}, field="priority")
         try:
             object.__setattr__(self, "security", Security(self.security))
         except ValueError as exc:
-            raise InvalidInput(f"security must be starttls, tls or none, not {self.security!r}",
+            raise InvalidInput("security must be starttls, tls or none, not {security!r}", {"security": self.security},
                                field="security") from exc
         if self.sender:
             Address.parse(self.sender, field="sender")
@@ -67,7 +67,7 @@ class ServerSettings:
                                      f"{MAX_TIMEOUT_SECONDS:g}, not {self.timeout_seconds!r}",
                                      field="timeout_seconds")
         if self.helo_name and not _HOSTNAME.fullmatch(self.helo_name):
-            raise InvalidInput(f"EHLO name {self.helo_name!r} is not a host name", field="helo_name")
+            raise InvalidInput("EHLO name {name!r} is not a host name", {"name": self.helo_name}, field="helo_name")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -63,7 +63,7 @@ class Profile:
             value = getattr(self, name)
             reject_line_breaks(name, value)
             if len(value) > 200:
-                raise InvalidInput(f"{name} is longer than 200 characters", field=name)
+                raise InvalidInput("{name} is longer than 200 characters", {"name": name}, field=name)
         object.__setattr__(self, "preferred_language", normalise_locale(self.preferred_language or "en"))
 
 

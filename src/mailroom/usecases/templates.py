@@ -272,8 +272,9 @@ class TemplateUseCases:
     def _render(self, template: Template, partials: Sequence[Template], model: dict[str, Any]) -> RenderedTemplate:
         missing = sorted(set(template.variables) - set(model))
         if missing:
-            raise InvalidModel(f"the model for {template.qualified_name} lacks {', '.join(missing)} "
-                               f"(it declares: {', '.join(sorted(template.variables))})")
+            raise InvalidModel("the model for {template} lacks {missing} (it declares: {declared})",
+                               {"template": template.qualified_name, "missing": ", ".join(missing),
+                                "declared": ", ".join(sorted(template.variables))})
         return self._renderer.render(template, partials, model)
 
     def _check(self, template: Template, partials: Sequence[Template] | None = None) -> None:
@@ -286,8 +287,9 @@ class TemplateUseCases:
             return
         undeclared = sorted(used - set(template.variables))
         if undeclared:
-            raise InvalidInput(f"{template.qualified_name} uses undeclared variables: {', '.join(undeclared)}; "
-                               "declare each with a sample value", field="variables")
+            raise InvalidInput("{template} uses undeclared variables: {undeclared}; declare each with a sample value",
+                               {"template": template.qualified_name, "undeclared": ", ".join(undeclared)},
+                               field="variables")
 
     def secret_variables(self, template: Template, used: Sequence[str] | set[str] = ()) -> frozenset[str]:
         """The template's own declaration, every secret its shipped set declares (a stored template does
@@ -310,8 +312,9 @@ def parse_model(model: Mapping[str, Any] | str) -> dict[str, Any]:
         try:
             model = json.loads(model)
         except json.JSONDecodeError as exc:
-            raise InvalidModel(f"the model is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") \
-                from None
+            raise InvalidModel("the model is not valid JSON: {reason} at line {line} column {column}",
+                               {"reason": exc.msg, "line": exc.lineno, "column": exc.colno}) from None
     if not isinstance(model, Mapping):
-        raise InvalidModel(f"the model must be a JSON object (name: value pairs), not {type(model).__name__}")
+        raise InvalidModel("the model must be a JSON object (name: value pairs), not {kind}",
+                           {"kind": type(model).__name__})
     return dict(model)

@@ -16,6 +16,8 @@ from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 from babel.support import NullTranslations, Translations
 
+from mailroom.errors import MailroomError, Text
+
 LANGUAGES = ("en", "de")
 DEFAULT_LANGUAGE = "en"
 
@@ -41,6 +43,13 @@ def translations(language: str) -> NullTranslations:
                 assert isinstance(merged, Translations)
                 merged.merge(loaded)
     return merged or NullTranslations()
+
+
+@cache
+def language_names() -> dict[str, str]:
+    """Each UI language in its own words ("Deutsch"), as a user looks for it whatever the page's language."""
+    return {language: (Locale.parse(language).get_display_name(language) or language).capitalize()
+            for language in LANGUAGES}
 
 
 def choose_language(preferred: str | None, accept_language: str | None) -> str:
@@ -69,3 +78,16 @@ def gettext(message: str) -> str:
 
 def ngettext(singular: str, plural: str, n: int) -> str:
     return _active().ungettext(singular, plural, n)
+
+
+def translate(text: Text | str) -> str:
+    """A core :class:`Text` in the active language: its template is the message id, its params are filled in
+    (Texts among them translated too). English where the catalog has no entry."""
+    if isinstance(text, str):
+        return gettext(text) if text else text
+    return text.render(lambda template: gettext(template) if template else template)
+
+
+def error_text(error: BaseException) -> str:
+    """What a person reads about ``error``: a mailroom error in the active language, anything else as is."""
+    return translate(error.text) if isinstance(error, MailroomError) else str(error)

@@ -77,6 +77,8 @@ def render(request: Request, template: str, status_code: int = 200, **context: A
     subject: Subject | None = session.subject if session else None
     values = {
         "request": request, "user": session.user if session else None, "language": language,
+        "language_names": i18n.language_names(),
+        "translate": i18n.translate,
         "csrf_field": CSRF_FIELD, "csrf_token": web_session(request).csrf,
         "can": (lambda permission: subject is not None and subject.has(permission)),
         "url": lambda path: url(request, path),

@@ -28,6 +28,7 @@ from mailroom.errors import (
     SmtpPermanentError,
     SmtpTemporaryError,
     SmtpTimeout,
+    Text,
 )
 from mailroom.ports import ProbeStep, SendReport
 
@@ -79,33 +80,35 @@ class AiosmtplibTransport:
         try:
             try:
                 greeting = await client.connect()
-                how = " over TLS" if server.security is Security.TLS else ""
-                steps.append(ProbeStep(name="connect", ok=True, detail=f"connected to {where}{how}: "
-                                                                      f"{greeting.code} {greeting.message}"))
+                connected = Text("connected to {where} over TLS: {reply}" if server.security is Security.TLS
+                                 else "connected to {where}: {reply}",
+                                 {"where": where, "reply": f"{greeting.code} {greeting.message}"})
+                steps.append(_step("connect", True, connected))
             except (aiosmtplib.SMTPException, OSError) as exc:
-                steps.append(ProbeStep(name="connect", ok=False, detail=scrub(f"cannot connect to {where}: "
-                                                                              f"{_describe(exc)}")))
+                steps.append(_step("connect", False, Text("cannot connect to {where}: {reason}",
+                                                          {"where": where, "reason": _connect_problem(exc, scrub)})))
                 return steps
             step = "ehlo"
             try:
                 reply = await client.ehlo()
                 helo = client.local_hostname or ""
-                detail = f"{reply.code} {_first_line(reply.message)} (as {helo})"
-                if not is_fully_qualified(helo):
-                    detail += (f"; warning: {helo!r} is not a fully qualified host name, which many servers refuse "
-                               "for good: set MAILROOM_SMTP_HELO_NAME or the server's EHLO name")
-                steps.append(ProbeStep(name=step, ok=True, detail=detail))
+                answer = f"{reply.code} {_first_line(reply.message)}"
+                detail = Text("{reply} (as {helo})", {"reply": answer, "helo": helo}) if is_fully_qualified(helo) \
+                    else Text("{reply} (as {helo}); warning: {helo!r} is not a fully qualified host name, which many "
+                              "servers refuse for good: set MAILROOM_SMTP_HELO_NAME or the server's EHLO name",
+                              {"reply": answer, "helo": helo})
+                steps.append(_step(step, True, detail))
                 if server.security is Security.STARTTLS:
                     step = "starttls"
                     reply = await client.starttls()
-                    steps.append(ProbeStep(name=step, ok=True, detail=f"{reply.code} {reply.message}; "
-                                                                      "certificate verified"))
+                    steps.append(_step(step, True, Text("{reply}; certificate verified",
+                                                        {"reply": f"{reply.code} {reply.message}"})))
                 step = "login"
                 if server.username:
                     reply = await client.login(server.username, password or "")
                     steps.append(ProbeStep(name=step, ok=True, detail=f"{reply.code} {reply.message}"))
                 else:
-                    steps.append(ProbeStep(name=step, ok=True, detail="skipped: no username configured"))
+                    steps.append(_step(step, True, Text("skipped: no username configured")))
             except (aiosmtplib.SMTPException, OSError) as exc:
                 steps.append(ProbeStep(name=step, ok=False, detail=scrub(_describe(exc))))
         finally:
@@ -274,6 +277,22 @@ class _Scrubber:
             if self._raw in decoded:
                 return "********"
         return token
+
+
+def _step(name: str, ok: bool, text: Text) -> ProbeStep:
+    return ProbeStep(name=name, ok=ok, detail=str(text), text=text)
+
+
+def _connect_problem(exc: BaseException, scrub: _Scrubber) -> Text | str:
+    """Why a connection failed, as a sentence the UI can translate for the usual causes."""
+    cause = exc.__cause__ or exc
+    if isinstance(cause, ConnectionRefusedError):
+        return Text("the connection was refused: check the host and port, and that the server runs")
+    if isinstance(cause, socket.gaierror):
+        return Text("the host name is not known: check its spelling and the DNS")
+    if isinstance(cause, TimeoutError) or isinstance(exc, aiosmtplib.SMTPTimeoutError):
+        return Text("no answer within the timeout: check the host, the port and any firewall")
+    return scrub(_describe(exc))
 
 
 def _describe(exc: BaseException) -> str:

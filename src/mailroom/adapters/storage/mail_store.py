@@ -67,6 +67,7 @@ from mailroom.errors import (
     InvalidTransition,
     MailNotFound,
     SecretError,
+    Text,
 )
 from mailroom.ports import ClaimedMail, ContentSealer, DeliveryResult, NewOutgoing
 
@@ -346,7 +347,8 @@ class SqlMailStore:
             if confidential and not has_content:
                 raise ConfidentialContentGone(mail_id, status)
             if not has_content:
-                raise InvalidTransition(mail_id, f"{status} and its content was dropped by retention",
+                raise InvalidTransition(mail_id, Text("{status} and its content was dropped by retention",
+                                                      {"status": Text(status)}),
                                         "retry", "mails that still have their content", "retried")
             if status == MailStatus.DEFERRED.value:
                 # "Retry now": due at once, as the next attempt it was waiting for. Its attempts so far and the

@@ -49,6 +49,7 @@ from mailroom.errors import (
     TemplateSyntaxError,
     TemplateTooLarge,
     TemplateTooSlow,
+    Text,
 )
 
 # The child imports only what rendering needs: a bare ``mailroom`` package object stands in for the real
@@ -286,7 +287,8 @@ class IsolatedTemplateRenderer:
     def _error(self, label: str, reply: dict[str, Any]) -> InvalidInput:
         kind = reply.get("error")
         template = str(reply.get("template") or label)
-        reason = str(reply.get("reason", ""))
+        wired = reply.get("reason", "")
+        reason = Text.from_json(wired) if isinstance(wired, dict) else str(wired)
         if kind == "TemplateTooSlow":
             return TemplateTooSlow(label, self.cpu_seconds)
         if kind == "MemoryLimit":
@@ -294,9 +296,11 @@ class IsolatedTemplateRenderer:
         if kind == "TemplateSyntaxError":
             line = reply.get("line")
             return TemplateSyntaxError(template, line if isinstance(line, int) else None, reason)
+        message = reply.get("message", "")
+        text = Text.from_json(message) if isinstance(message, dict) else Text(str(message))
         if kind == "InvalidModel":
-            return InvalidModel(str(reply.get("message", "")))
+            return InvalidModel(text)
         if kind == "InvalidInput":
             field = reply.get("field")
-            return InvalidInput(str(reply.get("message", "")), field=field if isinstance(field, str) else None)
+            return InvalidInput(text, field=field if isinstance(field, str) else None)
         return _RENDER_ERRORS.get(str(kind), TemplateRenderError)(template, reason)

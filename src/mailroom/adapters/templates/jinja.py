@@ -34,6 +34,7 @@ from mailroom.errors import (
     TemplateRenderError,
     TemplateSyntaxError,
     TemplateTooLarge,
+    Text,
 )
 
 SUBJECT = "__subject__.txt"
@@ -338,10 +339,13 @@ class JinjaTemplateRenderer:
         except SecurityError as exc:
             raise SandboxViolation(label, f"not allowed in a template: {exc}") from None
         except jinja2.UndefinedError as exc:
-            raise TemplateRenderError(label, f"{exc.message}; the model has: "
-                                             f"{', '.join(sorted(model)) or 'nothing'}") from None
+            raise TemplateRenderError(label, Text("{reason}; the model has: {names}" if model else
+                                                  "{reason}; the model has: nothing",
+                                                  {"reason": jinja_message(exc.message or str(exc)),
+                                                   "names": ", ".join(sorted(model))})) from None
         except jinja2.TemplateNotFound as exc:
-            raise TemplateRenderError(label, f"it uses {exc.name!r}, which this set has no partial for") from None
+            raise TemplateRenderError(label, Text("it uses {name!r}, which this set has no partial for",
+                                                  {"name": exc.name})) from None
         except RecursionError:
             raise TemplateRecursion(label, "the template calls itself too deeply (a recursive macro, or a "
                                            "partial that includes itself?)") from None
@@ -374,12 +378,35 @@ class _translated:
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
         if isinstance(exc, jinja2.TemplateSyntaxError):
-            raise TemplateSyntaxError(self._label, exc.lineno, exc.message or str(exc)) from None
+            raise TemplateSyntaxError(self._label, exc.lineno, jinja_message(exc.message or str(exc))) from None
         if isinstance(exc, RecursionError | SyntaxError | MemoryError):
             # RecursionError from Jinja's parser, SyntaxError ("too many statically nested blocks") and
             # IndentationError from compiling what Jinja generated.
             raise TemplateSyntaxError(self._label, None, "the template nests blocks or brackets too deeply; "
                                                          "flatten it (use a macro or fewer levels)") from None
+
+
+# Jinja's own messages for the mistakes people make most, as message ids (the same English); any other stays
+# Jinja's English.
+_JINJA_MESSAGES: tuple[tuple[re.Pattern[str], str], ...] = tuple(
+    (re.compile(pattern), template) for pattern, template in (
+        (r"'(?P<name>[^']*)' is undefined", "{name!r} is undefined"),
+        (r"Expected an expression, got '(?P<got>[^']*)'", "Expected an expression, got {got!r}"),
+        (r"expected token '(?P<expected>[^']*)', got '(?P<got>[^']*)'", "expected token {expected!r}, got {got!r}"),
+        (r"unexpected '(?P<got>[^']*)'", "unexpected {got!r}"),
+        (r"Encountered unknown tag '(?P<name>[^']*)'\.", "Encountered unknown tag {name!r}."),
+        (r"unexpected end of template, expected '(?P<expected>[^']*)'\.",
+         "unexpected end of template, expected {expected!r}."),
+    ))
+
+
+def jinja_message(message: str) -> Text | str:
+    """Jinja's message as a :class:`Text` a UI can translate, when it is one of the common ones."""
+    for pattern, template in _JINJA_MESSAGES:
+        found = pattern.fullmatch(message.strip())
+        if found:
+            return Text(template, found.groupdict())
+    return message
 
 
 def html_to_text(html: str) -> str:

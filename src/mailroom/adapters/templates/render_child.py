@@ -20,7 +20,7 @@ from typing import Any, BinaryIO
 
 from mailroom.adapters.templates.jinja import JinjaTemplateRenderer
 from mailroom.domain.templates import Template
-from mailroom.errors import InvalidInput, TemplateRenderError, TemplateSyntaxError
+from mailroom.errors import InvalidInput, TemplateRenderError, TemplateSyntaxError, Text
 
 _armed = False
 
@@ -58,6 +58,11 @@ def serve(config: dict[str, Any]) -> None:
             return
 
 
+def _wire(reason: str | Text) -> str | dict[str, Any]:
+    """A reason as JSON: a :class:`Text` keeps its message id and params across the pipe."""
+    return reason.to_json() if isinstance(reason, Text) else reason
+
+
 def _handle(renderer: JinjaTemplateRenderer, request: bytes, cpu_seconds: float) -> dict[str, Any]:
     global _armed
     try:
@@ -83,11 +88,12 @@ def _handle(renderer: JinjaTemplateRenderer, request: bytes, cpu_seconds: float)
     except MemoryError:
         out_of_memory = True  # answered below, once the traceback and what it holds are gone
     except TemplateSyntaxError as exc:
-        return {"error": "TemplateSyntaxError", "template": exc.template, "line": exc.line, "reason": exc.reason}
+        return {"error": "TemplateSyntaxError", "template": exc.template, "line": exc.line,
+                "reason": _wire(exc.reason)}
     except TemplateRenderError as exc:
-        return {"error": type(exc).__name__, "template": exc.template, "reason": exc.reason}
+        return {"error": type(exc).__name__, "template": exc.template, "reason": _wire(exc.reason)}
     except InvalidInput as exc:
-        return {"error": "InvalidInput", "message": str(exc), "field": exc.field}
+        return {"error": "InvalidInput", "message": exc.text.to_json(), "field": exc.field}
     except RecursionError:
         return {"error": "TemplateRecursion", "reason": "the template calls itself too deeply"}
     except Exception as exc:

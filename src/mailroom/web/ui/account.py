@@ -6,6 +6,7 @@ must not use up a code.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Form, Request
@@ -22,6 +23,7 @@ from mailroom.errors import (
 )
 from mailroom.web import i18n
 from mailroom.web.context import client_address, csrf_form, current, login, room, web_session, web_state
+from mailroom.web.i18n import error_text
 from mailroom.web.i18n import gettext as _
 from mailroom.web.pages import render, see_other
 
@@ -140,7 +142,7 @@ def do_register(request: Request, email: Text, password: Text, first_name: Optio
         users.register(Profile(email=email, first_name=first_name, last_name=last_name,
                                preferred_language=language), password)
     except InvalidInput as exc:
-        return register_page(request, error=str(exc), values=values, status_code=422)
+        return register_page(request, error=error_text(exc), values=values, status_code=422)
     return form_page(request, _("Check your mail"),
                      notice=_("We sent a confirmation link to {email}.").format(email=email),
                      links=[{"href": "/login", "label": _("Log in")}])
@@ -158,7 +160,7 @@ def do_confirm(request: Request, code: Text) -> Response:
     try:
         room(request).users.confirm_email(code)
     except InvalidInput as exc:
-        return form_page(request, _("Confirm your e-mail address"), error=str(exc), status_code=422,
+        return form_page(request, _("Confirm your e-mail address"), error=error_text(exc), status_code=422,
                          links=[{"href": "/login", "label": _("Log in")}])
     return see_other(request, "/login?done=confirmed")
 
@@ -198,7 +200,7 @@ def show_reset(request: Request, code: str = "") -> HTMLResponse:
     try:
         room(request).users.check_reset_code(code)
     except InvalidInput as exc:
-        return form_page(request, _("Choose a new password"), error=str(exc), status_code=422,
+        return form_page(request, _("Choose a new password"), error=error_text(exc), status_code=422,
                          links=[{"href": "/forgot-password", "label": _("Ask for a new link")}])
     return reset_page(request, code)
 
@@ -209,7 +211,7 @@ def do_reset(request: Request, code: Text, password: Text,
     try:
         room(request).users.reset_password(code, password, revoke_tokens=revoke_tokens is not None)
     except InvalidInput as exc:
-        return reset_page(request, code, error=str(exc), status_code=422)
+        return reset_page(request, code, error=error_text(exc), status_code=422)
     web_session(request).log_out()  # its server-side session is revoked with all others of the user
     return see_other(request, "/login?done=reset")
 
@@ -218,8 +220,22 @@ def do_reset(request: Request, code: Text, password: Text,
 def show_account(request: Request, done: str = "") -> HTMLResponse:
     session = login(request)
     tokens = room(request).api_tokens.list(session.subject, session.user.id)
-    notice = _("Your password was changed.") if done == "password" else None
-    return render(request, "account.html", tokens=tokens, new_token=None, error=None, notice=notice)
+    notices = {"password": _("Your password was changed."), "language": _("The language was changed.")}
+    return render(request, "account.html", tokens=tokens, new_token=None, error=None, notice=notices.get(done))
+
+
+@router.post("/account/language", response_class=HTMLResponse, dependencies=[Depends(csrf_form)])
+def choose_language(request: Request, language: Text) -> Response:
+    """The UI's (and the account mails') language: stored on the profile, so it beats the browser's."""
+    session = login(request)
+    if language not in i18n.LANGUAGES:
+        tokens = room(request).api_tokens.list(session.subject, session.user.id)
+        return render(request, "account.html", status_code=422, error=_("Choose one of the offered languages."),
+                      new_token=None, tokens=tokens, notice=None)
+    room(request).users.update_profile(session.subject, session.user.id,
+                                       replace(session.user.profile, preferred_language=language),
+                                       notify_user=False)
+    return see_other(request, "/account?done=language")
 
 
 def parse_days(value: str) -> float | None:
@@ -240,7 +256,7 @@ def create_token(request: Request, name: Text, expires_days: Annotated[str, Form
         days = parse_days(expires_days)
         _token, secret = tokens.create(session.subject, session.user.id, name, expires_days=days)
     except InvalidInput as exc:
-        return render(request, "account.html", status_code=422, error=str(exc), new_token=None, notice=None,
+        return render(request, "account.html", status_code=422, error=error_text(exc), new_token=None, notice=None,
                       tokens=tokens.list(session.subject, session.user.id))
     return render(request, "account.html", new_token=secret, error=None, notice=None,
                   tokens=tokens.list(session.subject, session.user.id))
@@ -261,6 +277,6 @@ def change_password(request: Request, current_password: Text, new_password: Text
         room(request).users.change_password(session.subject, session.user.id, current_password, new_password,
                                             keep_session=web_session(request).key)
     except (InvalidInput, AuthenticationFailed) as exc:
-        return render(request, "account.html", status_code=422, error=str(exc), new_token=None, tokens=tokens,
+        return render(request, "account.html", status_code=422, error=error_text(exc), new_token=None, tokens=tokens,
                       notice=None)
     return see_other(request, "/account?done=password")

@@ -39,8 +39,8 @@ from mailroom.domain.permissions import (
 from mailroom.errors import InvalidInput, InvalidTransition, MailNotFound, NotFound
 from mailroom.usecases.send_mail import SendingReadiness
 from mailroom.web.context import csrf_form, current, require, room
+from mailroom.web.i18n import error_text, ngettext
 from mailroom.web.i18n import gettext as _
-from mailroom.web.i18n import ngettext
 from mailroom.web.pages import render, see_other, url
 from mailroom.web.security import MAIL_BODY_CSP
 
@@ -220,7 +220,7 @@ def show_log(request: Request, subject: Annotated[Subject, Depends(require(READ_
     try:
         result.page = mailroom.log.search(subject, build_query(view, mailroom.clock.now()))
     except InvalidInput as exc:
-        result.errors.append(str(exc))
+        result.errors.append(error_text(exc))
         if exc.field == "page":
             view = replace(view, page=1)  # the page is drawn with its links; a 30-digit page number breaks them
     notice, problem = outcome_message(done, n, skipped)

@@ -24,6 +24,7 @@ from mailroom.domain.permissions import READ_MAIL, READ_TEMPLATES, SEND_MAIL, Su
 from mailroom.domain.templates import RenderedTemplate, Template, TemplateKind
 from mailroom.errors import InvalidInput, MailNotFound, NotFound
 from mailroom.web.context import csrf_form, login, require, room
+from mailroom.web.i18n import error_text
 from mailroom.web.i18n import gettext as _
 from mailroom.web.pages import see_other, url
 from mailroom.web.security import MAIL_BODY_CSP
@@ -150,7 +151,7 @@ def send_test(request: Request, subject: Annotated[Subject, Depends(require(SEND
     try:
         mail_id = room(request).send_mail(subject, Mail(to=addresses(to), subject=subject_line, text=message))
     except InvalidInput as exc:
-        return page(request, subject, status_code=422, test=form, test_error=str(exc))
+        return page(request, subject, status_code=422, test=form, test_error=error_text(exc))
     return after_sending(request, mail_id)
 
 
@@ -168,7 +169,7 @@ def send_template(request: Request, subject: Annotated[Subject, Depends(require(
         mail_id = templates.send_template_mail(subject, to=addresses(to), set_id=set_id, name=name, model=model,
                                                language=language or None)
     except (InvalidInput, NotFound) as exc:
-        return page(request, subject, status_code=422, template=form, template_error=str(exc))
+        return page(request, subject, status_code=422, template=form, template_error=error_text(exc))
     return after_sending(request, mail_id)
 
 

@@ -22,6 +22,7 @@ from mailroom.errors import InvalidInput
 from mailroom.ports import ProbeStep
 from mailroom.web import context
 from mailroom.web.context import csrf_form, room, web_session
+from mailroom.web.i18n import error_text
 from mailroom.web.i18n import gettext as _
 from mailroom.web.pages import render, see_other
 
@@ -182,7 +183,7 @@ def add_server(request: Request, form: ServerFormData, password: FormText = "") 
     try:
         server = room(request).servers.add(caller, form.settings(), password or None)
     except InvalidInput as exc:
-        return form_page(request, form, error=str(exc), error_field=exc.field, status_code=422)
+        return form_page(request, form, error=error_text(exc), error_field=exc.field, status_code=422)
     return done(request, "added", server.name)
 
 
@@ -206,7 +207,7 @@ def update_server(request: Request, server_id: str, form: ServerFormData, passwo
     try:
         updated = servers.update(caller, server.id, form.settings(), new_password)
     except InvalidInput as exc:
-        return form_page(request, form, server=server, error=str(exc), error_field=exc.field, status_code=422)
+        return form_page(request, form, server=server, error=error_text(exc), error_field=exc.field, status_code=422)
     return done(request, "saved", updated.name)
 
 
@@ -229,7 +230,7 @@ def set_priority(request: Request, server_id: str, priority: FormText) -> Respon
         servers.update(caller, server.id, settings_of(server, priority=whole_number(priority, "priority",
                                                                                      _("Priority"))), None)
     except InvalidInput as exc:
-        return list_page(request, caller, error=str(exc), status_code=422)
+        return list_page(request, caller, error=error_text(exc), status_code=422)
     return done(request, "priority", server.name)
 
 
@@ -276,5 +277,5 @@ def set_limits(request: Request, scope: FormText = "", domain: FormText = "", pe
             room(request).rate_limits.set_for_server(caller, server.id, limits)
             name = server.name
     except InvalidInput as exc:
-        return list_page(request, caller, error=str(exc), status_code=400, limits_form=typed)
+        return list_page(request, caller, error=error_text(exc), status_code=400, limits_form=typed)
     return done(request, "limits", name)

@@ -22,6 +22,7 @@ from mailroom.domain.templates import RenderedTemplate, Template, TemplateKind, 
 from mailroom.errors import InvalidInput, SecretVariableExposed, TemplateSyntaxError
 from mailroom.web import context
 from mailroom.web.context import csrf_form, room
+from mailroom.web.i18n import error_text, translate
 from mailroom.web.i18n import gettext as _
 from mailroom.web.pages import render, see_other
 from mailroom.web.security import MAIL_BODY_CSP
@@ -114,15 +115,15 @@ def describe(exc: InvalidInput) -> EditorError:
         where = part_labels().get(part or "", exc.template)
         if exc.line:
             message = _("Syntax error in {part}, line {line}: {reason}").format(part=where, line=exc.line,
-                                                                               reason=exc.reason)
+                                                                               reason=translate(exc.reason))
         else:
-            message = _("Syntax error in {part}: {reason}").format(part=where, reason=exc.reason)
+            message = _("Syntax error in {part}: {reason}").format(part=where, reason=translate(exc.reason))
         return EditorError(message, part=part, line=exc.line)
     if isinstance(exc, SecretVariableExposed):
         found = _PART.search(exc.template)
-        return EditorError(str(exc), part=found.group(1) if found else "html", line=exc.line)
+        return EditorError(error_text(exc), part=found.group(1) if found else "html", line=exc.line)
     field = exc.field if exc.field in part_labels() else None
-    return EditorError(str(exc), part=field)
+    return EditorError(error_text(exc), part=field)
 
 
 def kind_label(kind: TemplateKind) -> str:
@@ -177,7 +178,7 @@ def editor_page(request: Request, caller: Subject, current: Template, draft: Dra
         try:
             diff_lines = diff_rows(templates.diff(caller, *key, old, new))
         except InvalidInput as exc:
-            error = error or EditorError(str(exc))
+            error = error or EditorError(error_text(exc))
     saved_preview: RenderedTemplate | None = None
     preview_error: str | None = None
     try:

@@ -14,7 +14,7 @@ from mailroom.domain.users import Profile, Role, User
 from mailroom.errors import InvalidInput
 from mailroom.web import context
 from mailroom.web.context import csrf_form, room, web_session
-from mailroom.web.i18n import LANGUAGES
+from mailroom.web.i18n import LANGUAGES, error_text
 from mailroom.web.i18n import gettext as _
 from mailroom.web.pages import render, see_other
 
@@ -134,7 +134,7 @@ def create_user(request: Request, form: UserFormData, password: FormText = "") -
                                                notify_user=form.notify and not form.verified,
                                                verified=form.verified)
     except InvalidInput as exc:
-        return form_page(request, caller, form, error=str(exc), error_field=exc.field, status_code=422)
+        return form_page(request, caller, form, error=error_text(exc), error_field=exc.field, status_code=422)
     if user.verified or not form.notify:
         # Without the mail nobody will confirm the address: say so, on the user's page with the way out.
         return done(request, f"/users/{user.id}", "created" if user.verified else "created_unverified", user.email)
@@ -163,7 +163,7 @@ def set_roles(request: Request, user_id: str, roles: FormList = None) -> Respons
     try:
         user = users.set_roles(caller, user_id, list(roles or ()))
     except InvalidInput as exc:
-        return detail_page(request, caller, users.get_user(caller, user_id), error=str(exc), status_code=422)
+        return detail_page(request, caller, users.get_user(caller, user_id), error=error_text(exc), status_code=422)
     return done(request, f"/users/{user.id}", "roles", user.email)
 
 
@@ -175,7 +175,7 @@ def set_enabled(request: Request, user_id: str, enabled: FormText) -> Response:
     try:
         user = users.set_enabled(caller, user_id, turn_on)
     except InvalidInput as exc:
-        return detail_page(request, caller, users.get_user(caller, user_id), error=str(exc), status_code=422)
+        return detail_page(request, caller, users.get_user(caller, user_id), error=error_text(exc), status_code=422)
     return done(request, "/users", "enabled" if turn_on else "disabled", user.email)
 
 
@@ -188,7 +188,7 @@ def resend_verification(request: Request, user_id: str) -> Response:
     try:
         users.resend_verification(caller, user_id)
     except InvalidInput as exc:
-        return detail_page(request, caller, user, error=str(exc), status_code=422)
+        return detail_page(request, caller, user, error=error_text(exc), status_code=422)
     return done(request, f"/users/{user.id}", "resent", user.email)
 
 
