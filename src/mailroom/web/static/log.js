@@ -104,9 +104,65 @@
     }
   }
 
+  // Badges of mails on their way (data-mail-status="<id>") follow their mails. One request asks for every
+  // mail on the page, at most every 2 s: a page of 200 queued mails polled one by one, every second, loaded
+  // the server as much as a busy client does. Hidden tabs do not ask, and once every mail on the page is
+  // final nothing can change, so asking stops.
+  const POLL_MS = 2000;
+  const FINAL = new Set(["sent", "failed", "partially_failed", "cancelled"]);
+  const followed = () => [...document.querySelectorAll("[data-mail-status]")];
+  let pollTimer = null;
+  let polling = false;
+
+  function showStatus(badge, status) {
+    badge.textContent = badge.getAttribute(`data-label-${status}`) || status;
+    badge.className = `badge status-${status}`;
+    badge.dataset.status = status;
+  }
+
+  async function pollStatuses() {
+    pollTimer = null;
+    const badges = followed();
+    if (!badges.length || document.hidden) return;
+    const ids = [...new Set(badges.map((badge) => badge.dataset.mailStatus))];
+    polling = true;
+    try {
+      const query = ids.map((id) => `id=${encodeURIComponent(id)}`).join("&");
+      const { statuses } = await mailroom.api(`/mails/statuses?${query}`);
+      for (const badge of badges) {
+        const status = statuses[badge.dataset.mailStatus];
+        if (status) showStatus(badge, status);
+        // A deleted mail cannot change any more either.
+        if (!status || FINAL.has(status)) delete badge.dataset.mailStatus;
+      }
+    } catch (error) {
+      // Logged out, or not allowed to read mails: asking again cannot help. Anything else may pass.
+      if (error.status === 401 || error.status === 403) badges.forEach((badge) => delete badge.dataset.mailStatus);
+    } finally {
+      polling = false;
+    }
+    schedulePoll();
+  }
+
+  function schedulePoll() {
+    if (pollTimer === null && !polling && !document.hidden && followed().length) {
+      pollTimer = setTimeout(pollStatuses, POLL_MS);
+    }
+  }
+
+  document.addEventListener("visibilitychange", () => {
+    if (document.hidden) {
+      clearTimeout(pollTimer);
+      pollTimer = null;
+    } else {
+      schedulePoll();
+    }
+  });
+
   const start = () => {
     document.querySelectorAll("#template-form").forEach(setUpTemplateForm);
     countSelection();
+    schedulePoll();
     if (document.querySelector("[data-live-section]")) setInterval(refreshLiveSections, REFRESH_MS);
   };
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start);

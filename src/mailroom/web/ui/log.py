@@ -79,7 +79,7 @@ def status_label(status: str) -> str:
 
 
 def status_badge(status: str, mail_id: str | None = None) -> Markup:
-    """The status badge; while a mail is on its way, app.js keeps it current (``data-mail-status``) and
+    """The status badge; while a mail is on its way, log.js keeps it current (``data-mail-status``) and
     labels it in the page language from the ``data-label-<status>`` attributes."""
     attributes = {"class": f"badge status-{status}", "data-status": status}
     if mail_id and status in _ON_ITS_WAY:
