@@ -11,12 +11,13 @@ from collections.abc import Awaitable, Callable
 from importlib import resources
 
 from fastapi import Depends, FastAPI, Request, Response
+from fastapi.responses import RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
 from mailroom.app import Mailroom
 from mailroom.web import api, errors, probes
 from mailroom.web.context import WebState
-from mailroom.web.pages import activate_page_language
+from mailroom.web.pages import activate_page_language, url
 from mailroom.web.security import AccountRequestLimits, SecurityHeaders, SessionCookies, redact_access_log
 from mailroom.web.ui import account, log, mail_test, overview, servers, templates, users
 
@@ -48,8 +49,14 @@ def create_app(room: Mailroom | None = None) -> FastAPI:
     app.add_middleware(SecurityHeaders)
     errors.install(app)
     app.mount("/static", StaticFiles(directory=str(resources.files("mailroom.web") / "static")), name="static")
+    app.add_api_route("/favicon.ico", favicon, include_in_schema=False)
     app.include_router(api.router, prefix="/api/v1")
     app.include_router(probes.router)
     for module in (account, overview, mail_test, log, templates, servers, users):
         app.include_router(module.router, dependencies=[Depends(activate_page_language)])
     return app
+
+
+def favicon(request: Request) -> RedirectResponse:
+    """Browsers ask for /favicon.ico by themselves wherever no page names an icon (a JSON answer in a tab)."""
+    return RedirectResponse(url(request, "/static/favicon.svg"), status_code=301)
