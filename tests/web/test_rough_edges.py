@@ -4,12 +4,14 @@ banner, and the template editor's versions card."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.web.conftest import browser_login
+from mailroom import SYSTEM, Mailroom
+from tests.web.conftest import ADMIN, browser_login
 
 expect: Any = pytest.importorskip("playwright.sync_api").expect
 
@@ -35,3 +37,44 @@ def test_the_browser_finds_the_favicon(page: Any) -> None:
     expect(page.locator('link[rel="icon"]')).to_have_attribute("href", "/static/favicon.svg")
     page.wait_for_load_state("networkidle")
     assert failed == []
+
+
+# --- API token: post/redirect/get --------------------------------------------------------------------
+
+
+def tokens_of(room: Mailroom, email: str = ADMIN) -> list[str]:
+    user = room.users.find_user(SYSTEM, email)
+    assert user is not None
+    return [token.name for token in room.api_tokens.list(SYSTEM, user.id)]
+
+
+def test_creating_a_token_redirects_and_shows_it_once(admin: TestClient, room: Mailroom) -> None:
+    answer = admin.post("/account/tokens", data={"name": "shop backend", "csrf_token": admin.headers["X-CSRF-Token"]},
+                        follow_redirects=False)
+    assert answer.status_code == 303 and answer.headers["location"] == "/account"
+    shown = admin.get("/account").text
+    secret = re.search(r'data-testid="new-token">([^<]+)<', shown)
+    assert secret and secret.group(1).startswith("mrt_")
+    assert secret.group(1) not in answer.headers.get("set-cookie", "")  # the cookie carries it sealed
+    again = admin.get("/account").text  # a reload
+    assert 'data-testid="new-token"' not in again and secret.group(1) not in again
+    assert tokens_of(room) == ["shop backend"]
+
+
+def test_a_token_form_error_still_shows_on_the_form(admin: TestClient, room: Mailroom) -> None:
+    answer = admin.post("/account/tokens", data={"name": "x", "expires_days": "soon",
+                                                 "csrf_token": admin.headers["X-CSRF-Token"]})
+    assert answer.status_code == 422 and "Expires in days must be a number." in answer.text
+    assert tokens_of(room) == []
+
+
+def test_reloading_after_creating_a_token_creates_no_other(page: Any, room: Mailroom) -> None:
+    browser_login(page)
+    page.goto("/account")
+    page.get_by_label("Token name").fill("deploy script")
+    page.get_by_role("button", name="Create token").click()
+    expect(page.get_by_test_id("new-token")).to_have_text(re.compile("^mrt_"))
+    page.reload()
+    expect(page.get_by_role("heading", name="API tokens")).to_be_visible()
+    expect(page.get_by_test_id("new-token")).to_have_count(0)
+    assert tokens_of(room) == ["deploy script"]
