@@ -5,12 +5,13 @@ banner, and the template editor's versions card."""
 from __future__ import annotations
 
 import re
+from datetime import UTC
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
-from mailroom import SYSTEM, Mailroom
+from mailroom import SYSTEM, Mail, Mailroom
 from tests.web.conftest import ADMIN, browser_login
 
 expect: Any = pytest.importorskip("playwright.sync_api").expect
@@ -78,3 +79,18 @@ def test_reloading_after_creating_a_token_creates_no_other(page: Any, room: Mail
     expect(page.get_by_role("heading", name="API tokens")).to_be_visible()
     expect(page.get_by_test_id("new-token")).to_have_count(0)
     assert tokens_of(room) == ["deploy script"]
+
+
+# --- time zones --------------------------------------------------------------------------------------
+
+
+def test_timestamps_say_their_time_zone(admin: TestClient, room: Mailroom) -> None:
+    mail_id = room.send_mail(SYSTEM, Mail(to="ann@example.org", subject="When", text="t"))
+    queued_at = room.get_mail(SYSTEM, mail_id).queued_at.astimezone(UTC)
+    shown = f"{queued_at:%Y-%m-%d %H:%M:%S} UTC"
+    assert shown in admin.get("/log").text
+    assert shown in admin.get(f"/log/{mail_id}").text
+    assert shown in admin.get("/log", headers={"Accept-Language": "de"}).text
+    admin.post("/account/tokens", data={"name": "t", "csrf_token": admin.headers["X-CSRF-Token"]})
+    created = re.search(r"<td>(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d[^<]*)</td>", admin.get("/account").text)
+    assert created and created.group(1).endswith(" UTC")
