@@ -94,3 +94,26 @@ def test_timestamps_say_their_time_zone(admin: TestClient, room: Mailroom) -> No
     admin.post("/account/tokens", data={"name": "t", "csrf_token": admin.headers["X-CSRF-Token"]})
     created = re.search(r"<td>(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d[^<]*)</td>", admin.get("/account").text)
     assert created and created.group(1).endswith(" UTC")
+
+
+# --- bulk actions: "nothing selected" before any question ------------------------------------------
+
+
+def test_a_bulk_action_without_a_selection_says_so_without_asking_first(page: Any, room: Mailroom) -> None:
+    mail_id = room.send_mail(SYSTEM, Mail(to="ann@example.org", subject="Keep me", text="t"))
+    questions: list[str] = []
+    page.on("dialog", lambda dialog: (questions.append(dialog.message), dialog.accept()))
+    browser_login(page)
+    page.goto("/log")
+    toolbar = page.locator(".log-toolbar")
+    toolbar.get_by_role("button", name="Delete").click()
+    expect(page.get_by_role("alert")).to_have_text("Select at least one mail first.")
+    assert questions == []
+    assert "done=" not in page.url  # nothing was posted
+
+    page.get_by_label("Select: Keep me").check()
+    expect(page.get_by_role("alert")).to_have_count(0)
+    toolbar.get_by_role("button", name="Cancel").click()  # with a selection, the question comes as before
+    expect(page.get_by_role("status")).to_have_text("1 mail cancelled.")
+    assert questions == ["Cancel the selected mails?"]
+    assert room.get_mail(SYSTEM, mail_id).status.value == "cancelled"

@@ -11,12 +11,25 @@
   });
 
   // Log: "3 selected" next to the bulk buttons.
+  const selectedCount = () => document.querySelectorAll('input[type=checkbox][name="ids"]:checked').length;
   function countSelection() {
     const counter = document.querySelector("[data-selection-count]");
     if (!counter) return;
-    const count = document.querySelectorAll('input[type=checkbox][name="ids"]:checked').length;
+    const count = selectedCount();
     counter.textContent = count ? counter.dataset.template.replace("{count}", count) : "";
+    if (count) document.querySelectorAll("[data-nothing-selected]").forEach((note) => { note.hidden = true; });
   }
+
+  // Log: a bulk button with nothing selected says so at once, instead of first asking "Delete the selected
+  // mails?" about none. Capturing, so this runs before app.js's confirmation.
+  document.addEventListener("submit", (event) => {
+    const button = event.submitter;
+    const note = event.target.querySelector?.("[data-nothing-selected]");
+    if (!note || button?.name !== "action" || button.hasAttribute("formaction") || selectedCount()) return;
+    event.preventDefault();
+    event.stopPropagation();
+    note.hidden = false;
+  }, true);
   document.addEventListener("change", (event) => {
     if (event.target.matches?.('input[type=checkbox][name="ids"], input[data-select-all]')) countSelection();
   });
