@@ -117,3 +117,20 @@ def test_a_bulk_action_without_a_selection_says_so_without_asking_first(page: An
     expect(page.get_by_role("status")).to_have_text("1 mail cancelled.")
     assert questions == ["Cancel the selected mails?"]
     assert room.get_mail(SYSTEM, mail_id).status.value == "cancelled"
+
+
+# --- the test page's banner --------------------------------------------------------------------------
+
+
+def test_the_test_page_banner_does_not_contradict_its_badge(page: Any, room: Mailroom, running_worker: None) -> None:
+    browser_login(page)
+    page.goto("/test")
+    card = page.locator("#test-card")
+    card.get_by_label("Subject").fill("Banner check")
+    card.get_by_role("button", name="Send test mail").click()
+    banner = page.get_by_test_id("sent-banner")
+    expect(banner.locator(".badge")).to_have_text("sent")
+    words_beside_the_badge = banner.evaluate(
+        "b => [...b.childNodes].filter(n => !n.classList?.contains('badge')).map(n => n.textContent).join(' ')")
+    assert "queued" not in words_beside_the_badge
+    expect(banner).to_contain_text("The mail was accepted. Status: sent")
