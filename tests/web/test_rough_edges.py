@@ -5,6 +5,7 @@ banner, and the template editor's versions card."""
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from datetime import UTC
 from typing import Any
 
@@ -134,3 +135,31 @@ def test_the_test_page_banner_does_not_contradict_its_badge(page: Any, room: Mai
         "b => [...b.childNodes].filter(n => !n.classList?.contains('badge')).map(n => n.textContent).join(' ')")
     assert "queued" not in words_beside_the_badge
     expect(banner).to_contain_text("The mail was accepted. Status: sent")
+
+
+# --- the template editor's versions card -------------------------------------------------------------
+
+RESET = ("mailroom.account", "password_reset", "en")
+
+
+def test_the_versions_card_keeps_its_distance_and_the_diff_comes_into_view(page: Any, room: Mailroom) -> None:
+    current = room.templates.get_template(SYSTEM, *RESET)
+    room.templates.save_template(SYSTEM, replace(current, subject="A new subject for {{ application_name }}"))
+    browser_login(page)
+    page.set_viewport_size({"width": 1366, "height": 900})
+    page.goto("/templates/{}/{}/{}".format(*RESET))
+    editor = page.locator(".grid.editor").bounding_box()
+    versions = page.locator("section.card", has=page.get_by_role("heading", name="Versions")).bounding_box()
+    assert editor and versions
+    assert versions["y"] - (editor["y"] + editor["height"]) >= 16, "the versions card touches the editor"
+
+    page.get_by_role("link", name="Compare with current").click()
+    diff = page.get_by_test_id("diff")
+    expect(diff).to_contain_text("+A new subject for {{ application_name }}")
+    expect(page.get_by_role("heading", name="Differences from version 1 to 2")).to_be_in_viewport()
+    expect(diff).to_be_in_viewport()
+    assert page.url.endswith("#diff")
+
+    page.evaluate("window.scrollTo(0, 0)")
+    page.get_by_role("button", name="Show differences").click()  # the form lands on the diff as well
+    expect(page.get_by_role("heading", name="Differences from version 1 to 2")).to_be_in_viewport()
