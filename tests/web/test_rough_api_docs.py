@@ -8,8 +8,11 @@ import re
 from typing import Any
 
 import pytest
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from mailroom import Mailroom
+from mailroom.web import create_app
 from tests.web.conftest import browser_login
 
 expect: Any = pytest.importorskip("playwright.sync_api").expect
@@ -50,6 +53,19 @@ def test_the_document_swagger_ui_reads_describes_the_same_api(client: TestClient
         assert '{"type": "null"}' not in text and '"const"' not in text and '"nullable": true' in text
         sender = shown["components"]["schemas"]["SendMailRequest"]["properties"]["sender"]
         assert sender["nullable"] is True and sender["type"] == "string"
+
+
+def test_the_docs_work_under_a_prefix(room: Mailroom) -> None:
+    parent = FastAPI()
+    parent.mount("/mail", create_app(room))
+    with TestClient(parent) as client:
+        page = client.get("/mail/api/docs").text
+        sources = re.findall(r'(?:src|href)="([^"]+)"', page)
+        assert all(source.startswith("/mail/") for source in sources), sources
+        assert all(client.get(source).status_code == 200 for source in sources)
+        document_url = re.search(r'data-openapi-url="([^"]+)"', page)
+        assert document_url and document_url.group(1).startswith("/mail/")
+        assert client.get(document_url.group(1)).json()["servers"] == [{"url": "/mail"}]  # "Try it out" stays inside
 
 
 def test_swagger_ui_shows_the_api_in_the_browser(page: Any, live_server: str) -> None:

@@ -67,7 +67,11 @@ def swagger_ui_file(name: str) -> Response:
 @router.get("/api/docs/openapi-3.0.json")
 def openapi_for_swagger_ui_4(request: Request) -> JSONResponse:
     """The API's document as OpenAPI 3.0, for a Swagger UI before version 5, which refuses 3.1 outright."""
-    return JSONResponse(as_openapi_30(request.app.openapi()))
+    document = as_openapi_30(request.app.openapi())
+    root_path = request.scope.get("root_path", "").rstrip("/")
+    if root_path:  # mounted under a prefix: "Try it out" must call inside it (as FastAPI's own document does)
+        document["servers"] = [{"url": root_path}]
+    return JSONResponse(document)
 
 
 def as_openapi_30(document: dict[str, Any]) -> dict[str, Any]:
