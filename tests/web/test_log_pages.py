@@ -78,6 +78,11 @@ def test_a_page_past_the_end_says_where_the_end_is(admin: TestClient, german: Te
     assert last and html.unescape(last.group(1)) == "/log?q=mail&page=2"
     assert banners(german.get("/log", params={"page": "9"}).text) == [
         "Es gibt keine Seite 9: Die letzte Seite ist 2."]
+    # Past any log's end (the offset would overflow): refused, and the first page shown with the same hint.
+    too_deep = admin.get("/log", params={"page": "999999999"})
+    assert too_deep.status_code == 422
+    assert banners(too_deep.text) == ["There is no page 999,999,999: the last page is 2."]
+    assert "Mail 059" in too_deep.text and "Page 1 of 2" in too_deep.text
 
 
 def test_the_page_jump_keeps_the_view_and_knows_the_last_page(admin: TestClient, german: TestClient,

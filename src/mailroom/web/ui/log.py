@@ -222,10 +222,11 @@ def show_log(request: Request, subject: Annotated[Subject, Depends(require(READ_
         sizes = format_list([str(s) for s in PAGE_SIZES], style="or", locale=page_language(request))
         result.errors.append(_("Show {sizes} mails per page, not “{value}”.").format(sizes=sizes, value=size))
         size_number = DEFAULT_PAGE_SIZE
-    # Past the deepest page there is nothing either: asked for as that page (a 30-digit page number would
-    # break the links drawn from it), and told like any other page past the end.
+    # A page past any log's end cannot even be asked for (the database's offset would overflow): refused,
+    # and the first page shown instead, with where the end is.
+    too_deep = page_number > deepest_page(size_number)
     view = LogView(q=q.strip(), status=status, server=server, period=period, sort=sort,
-                   order="asc" if order == "asc" else "desc", page=min(page_number, deepest_page(size_number)),
+                   order="asc" if order == "asc" else "desc", page=1 if too_deep else page_number,
                    size=size_number)
     try:
         result.page = mailroom.log.search(subject, build_query(view, mailroom.clock.now()))
@@ -246,7 +247,7 @@ def show_log(request: Request, subject: Annotated[Subject, Depends(require(READ_
     periods = [("", _("Any time")), ("1h", _("Last hour")), ("24h", _("Last 24 hours")),
                ("7d", _("Last 7 days")), ("30d", _("Last 30 days"))]
     return mail_page(
-        request, "log.html", status_code=422 if result.errors else 200, view=view, result=result,
+        request, "log.html", status_code=422 if result.errors or too_deep else 200, view=view, result=result,
         servers=servers, periods=periods, page_sizes=PAGE_SIZES, columns=columns, last_page=last_page,
         total=total, notice=notice, problem=problem, past_end=past_end, last_page_link=last_page_link,
         back=view.link(request).removeprefix(url(request, "")),
