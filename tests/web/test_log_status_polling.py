@@ -17,6 +17,7 @@ from fastapi.testclient import TestClient
 
 from mailroom import SYSTEM, Mail, Mailroom
 from mailroom.domain.log import MAX_PAGE_SIZE
+from mailroom.errors import InvalidInput
 from tests.web.conftest import browser_login
 
 expect: Any = pytest.importorskip("playwright.sync_api").expect
@@ -27,6 +28,20 @@ POLL_SECONDS = 2.0
 def queue_mails(room: Mailroom, count: int) -> list[str]:
     return room.send_mails(SYSTEM, [Mail(to=f"r{n}@example.org", subject=f"On its way {n}", text="t")
                                     for n in range(count)])
+
+
+# --- the use case, on both databases -----------------------------------------------------------------
+
+
+def test_statuses_of_many_mails_in_one_query(database_url: str, secret_key: str) -> None:
+    with Mailroom(database_url=database_url, secret_key=secret_key) as room:
+        ids = queue_mails(room, 3)
+        room.log.cancel(SYSTEM, ids[0])
+        asked = [*ids, ids[1], "0" * 32, "x" * 300, "ünïcode"]  # repeats and ids no mail has: harmless
+        assert room.log.statuses(SYSTEM, asked) == {ids[0]: "cancelled", ids[1]: "queued", ids[2]: "queued"}
+        assert room.log.statuses(SYSTEM, []) == {}
+        with pytest.raises(InvalidInput, match=f"at most {MAX_PAGE_SIZE}"):
+            room.log.statuses(SYSTEM, [str(n) for n in range(MAX_PAGE_SIZE + 1)])
 
 
 # --- the batched endpoint ----------------------------------------------------------------------------
