@@ -186,6 +186,9 @@ class MailLog(Protocol):
     def counts_by_status(self) -> dict[MailStatus, int]:
         """How many mails are in each status."""
 
+    def statuses(self, mail_ids: Sequence[str]) -> dict[str, MailStatus]:
+        """The status of each of these mails that exists; the others are left out."""
+
     def hourly_counts(self, since: datetime) -> list[HourlyCount]:
         """Sent and failed mails per UTC hour among those finished at or after ``since``, oldest first;
         hours without such mails are left out. The first hour counts only mails from ``since`` on."""

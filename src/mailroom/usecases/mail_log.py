@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, timedelta
 
-from mailroom.domain.log import HourlyCount, LogPage, LogQuery, MailActivity
+from mailroom.domain.log import MAX_PAGE_SIZE, HourlyCount, LogPage, LogQuery, MailActivity
 from mailroom.domain.outbox import MailStatus, OutgoingMail
 from mailroom.domain.permissions import CANCEL_MAIL, DELETE_MAIL, READ_MAIL, RETRY_MAIL, Subject
 from mailroom.errors import InvalidInput
@@ -35,6 +35,13 @@ class MailLogUseCases:
     def counts(self, subject: Subject) -> dict[MailStatus, int]:
         subject.require(READ_MAIL)
         return self._log.counts_by_status()
+
+    def statuses(self, subject: Subject, mail_ids: Sequence[str]) -> dict[str, MailStatus]:
+        """The status of each of these mails that exists (a page of the log follows its mails with it)."""
+        subject.require(READ_MAIL)
+        if len(mail_ids) > MAX_PAGE_SIZE:
+            raise InvalidInput(f"ask for at most {MAX_PAGE_SIZE} mails at a time", field="mail_ids")
+        return self._log.statuses(mail_ids)
 
     def activity(self, subject: Subject, *, hours: int = 48) -> MailActivity:
         """Counts per status, sent and failed in the last 24 hours, and sent / failed per hour for the

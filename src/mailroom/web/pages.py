@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from importlib import resources
 from typing import Any
 
@@ -90,6 +90,7 @@ def render(request: Request, template: str, status_code: int = 200, **context: A
 
 
 def _when(moment: datetime | None, language: str) -> str:
+    """In UTC, and saying so: the server cannot know the reader's zone, and the search's dates are UTC too."""
     if moment is None:
         return "\N{EN DASH}"
-    return format_datetime(moment, "yyyy-MM-dd HH:mm:ss", locale=language)
+    return format_datetime(moment, "yyyy-MM-dd HH:mm:ss zzz", tzinfo=UTC, locale=language)

@@ -416,6 +416,13 @@ class SqlMailStore:
             rows = conn.execute(select(mails.c.status, func.count()).group_by(mails.c.status)).all()
         return {MailStatus(status): count for status, count in rows}
 
+    def statuses(self, mail_ids: Sequence[str]) -> dict[str, MailStatus]:
+        if not mail_ids:
+            return {}
+        with self._db.read() as conn:
+            rows = conn.execute(select(mails.c.id, mails.c.status).where(mails.c.id.in_(set(mail_ids)))).all()
+        return {mail_id: MailStatus(status) for mail_id, status in rows}
+
     def hourly_counts(self, since: datetime) -> list[HourlyCount]:
         # Filtering on (status, finished_at) first lets the index of that name pick the recent rows;
         # old mails are never read however large the log grows.

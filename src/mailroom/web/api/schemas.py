@@ -290,6 +290,14 @@ class MailSearch(StorableText):
         return parse_search(self.q, structured) if self.q else structured
 
 
+class MailStatuses(BaseModel):
+    """Where each asked-for mail stands."""
+
+    statuses: dict[str, MailStatus] = Field(description=(
+        "Mail id to status, for each asked-for mail that exists; ids of mails that do not exist (any more) are "
+        "left out."))
+
+
 class RecipientOut(BaseModel):
     """An envelope recipient and what the SMTP server said of it at the last attempt."""
 

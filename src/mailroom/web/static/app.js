@@ -39,28 +39,6 @@ const mailroom = (() => {
     }
   });
 
-  // Elements with data-mail-status="<id>" follow the mail's status until it is final.
-  const FINAL = new Set(["sent", "failed", "partially_failed", "cancelled", "expired"]);
-  function followStatus(element) {
-    const id = element.dataset.mailStatus;
-    const tick = async () => {
-      try {
-        const mail = await api(`/mails/${encodeURIComponent(id)}`);
-        element.textContent = element.dataset[`label${mail.status[0].toUpperCase()}${mail.status.slice(1)}`] || mail.status;
-        element.className = `badge status-${mail.status}`;
-        element.dataset.status = mail.status;
-        if (FINAL.has(mail.status)) return;
-      } catch (error) {
-        if (error.status === 404 || error.status === 403) return;
-      }
-      setTimeout(tick, 1000);
-    };
-    tick();
-  }
-  document.addEventListener("DOMContentLoaded", () => {
-    document.querySelectorAll("[data-mail-status]").forEach(followStatus);
-  });
-
-  return { api, followStatus, base };
+  return { api, base };
 })();
 window.mailroom = mailroom;

@@ -11,12 +11,25 @@
   });
 
   // Log: "3 selected" next to the bulk buttons.
+  const selectedCount = () => document.querySelectorAll('input[type=checkbox][name="ids"]:checked').length;
   function countSelection() {
     const counter = document.querySelector("[data-selection-count]");
     if (!counter) return;
-    const count = document.querySelectorAll('input[type=checkbox][name="ids"]:checked').length;
+    const count = selectedCount();
     counter.textContent = count ? counter.dataset.template.replace("{count}", count) : "";
+    if (count) document.querySelectorAll("[data-nothing-selected]").forEach((note) => { note.hidden = true; });
   }
+
+  // Log: a bulk button with nothing selected says so at once, instead of first asking "Delete the selected
+  // mails?" about none. Capturing, so this runs before app.js's confirmation.
+  document.addEventListener("submit", (event) => {
+    const button = event.submitter;
+    const note = event.target.querySelector?.("[data-nothing-selected]");
+    if (!note || button?.name !== "action" || button.hasAttribute("formaction") || selectedCount()) return;
+    event.preventDefault();
+    event.stopPropagation();
+    note.hidden = false;
+  }, true);
   document.addEventListener("change", (event) => {
     if (event.target.matches?.('input[type=checkbox][name="ids"], input[data-select-all]')) countSelection();
   });
@@ -104,9 +117,65 @@
     }
   }
 
+  // Badges of mails on their way (data-mail-status="<id>") follow their mails. One request asks for every
+  // mail on the page, at most every 2 s: a page of 200 queued mails polled one by one, every second, loaded
+  // the server as much as a busy client does. Hidden tabs do not ask, and once every mail on the page is
+  // final nothing can change, so asking stops.
+  const POLL_MS = 2000;
+  const FINAL = new Set(["sent", "failed", "partially_failed", "cancelled"]);
+  const followed = () => [...document.querySelectorAll("[data-mail-status]")];
+  let pollTimer = null;
+  let polling = false;
+
+  function showStatus(badge, status) {
+    badge.textContent = badge.getAttribute(`data-label-${status}`) || status;
+    badge.className = `badge status-${status}`;
+    badge.dataset.status = status;
+  }
+
+  async function pollStatuses() {
+    pollTimer = null;
+    const badges = followed();
+    if (!badges.length || document.hidden) return;
+    const ids = [...new Set(badges.map((badge) => badge.dataset.mailStatus))];
+    polling = true;
+    try {
+      const query = ids.map((id) => `id=${encodeURIComponent(id)}`).join("&");
+      const { statuses } = await mailroom.api(`/mails/statuses?${query}`);
+      for (const badge of badges) {
+        const status = statuses[badge.dataset.mailStatus];
+        if (status) showStatus(badge, status);
+        // A deleted mail cannot change any more either.
+        if (!status || FINAL.has(status)) delete badge.dataset.mailStatus;
+      }
+    } catch (error) {
+      // Logged out, or not allowed to read mails: asking again cannot help. Anything else may pass.
+      if (error.status === 401 || error.status === 403) badges.forEach((badge) => delete badge.dataset.mailStatus);
+    } finally {
+      polling = false;
+    }
+    schedulePoll();
+  }
+
+  function schedulePoll() {
+    if (pollTimer === null && !polling && !document.hidden && followed().length) {
+      pollTimer = setTimeout(pollStatuses, POLL_MS);
+    }
+  }
+
+  document.addEventListener("visibilitychange", () => {
+    if (document.hidden) {
+      clearTimeout(pollTimer);
+      pollTimer = null;
+    } else {
+      schedulePoll();
+    }
+  });
+
   const start = () => {
     document.querySelectorAll("#template-form").forEach(setUpTemplateForm);
     countSelection();
+    schedulePoll();
     if (document.querySelector("[data-live-section]")) setInterval(refreshLiveSections, REFRESH_MS);
   };
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start);

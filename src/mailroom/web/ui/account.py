@@ -6,9 +6,11 @@ must not use up a code.
 
 from __future__ import annotations
 
+import base64
 from dataclasses import replace
 from typing import Annotated, Any
 
+from cryptography.fernet import Fernet, InvalidToken
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, Response
 
@@ -216,12 +218,34 @@ def do_reset(request: Request, code: Text, password: Text,
     return see_other(request, "/login?done=reset")
 
 
+CREATED_NOTICE = "api-token-created"
+CREATED_NOTICE_SECONDS = 600
+
+
+def _new_token_box(request: Request) -> Fernet:
+    """Seals a new token for its one trip in the session cookie, which is signed but readable."""
+    return Fernet(base64.urlsafe_b64encode(room(request).secrets.derive_key("web-new-token")))
+
+
+def take_new_token(request: Request) -> str | None:
+    """The token created just before, once: a reload of the page shows it no more (nor creates another)."""
+    session = web_session(request)
+    if session.notice is None or session.notice[0] != CREATED_NOTICE:
+        return None  # another page's notice: left for that page
+    _notice, sealed = session.take_notice() or ("", "")
+    try:
+        return _new_token_box(request).decrypt(sealed.encode(), ttl=CREATED_NOTICE_SECONDS).decode()
+    except InvalidToken:
+        return None
+
+
 @router.get("/account", response_class=HTMLResponse)
 def show_account(request: Request, done: str = "") -> HTMLResponse:
     session = login(request)
+    new_token = take_new_token(request)
     tokens = room(request).api_tokens.list(session.subject, session.user.id)
     notices = {"password": _("Your password was changed."), "language": _("The language was changed.")}
-    return render(request, "account.html", tokens=tokens, new_token=None, error=None, notice=notices.get(done))
+    return render(request, "account.html", tokens=tokens, new_token=new_token, error=None, notice=notices.get(done))
 
 
 @router.post("/account/language", response_class=HTMLResponse, dependencies=[Depends(csrf_form)])
@@ -249,7 +273,7 @@ def parse_days(value: str) -> float | None:
 
 
 @router.post("/account/tokens", response_class=HTMLResponse, dependencies=[Depends(csrf_form)])
-def create_token(request: Request, name: Text, expires_days: Annotated[str, Form()] = "") -> HTMLResponse:
+def create_token(request: Request, name: Text, expires_days: Annotated[str, Form()] = "") -> Response:
     session = login(request)
     tokens = room(request).api_tokens
     try:
@@ -258,8 +282,9 @@ def create_token(request: Request, name: Text, expires_days: Annotated[str, Form
     except InvalidInput as exc:
         return render(request, "account.html", status_code=422, error=error_text(exc), new_token=None, notice=None,
                       tokens=tokens.list(session.subject, session.user.id))
-    return render(request, "account.html", new_token=secret, error=None, notice=None,
-                  tokens=tokens.list(session.subject, session.user.id))
+    # Post/redirect/get: reloading the page that shows the token must not create another one.
+    web_session(request).flash(CREATED_NOTICE, _new_token_box(request).encrypt(secret.encode()).decode())
+    return see_other(request, "/account")
 
 
 @router.post("/account/tokens/{token_id}/revoke", dependencies=[Depends(csrf_form)])

@@ -12,7 +12,7 @@ import base64
 import enum
 import re
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
 from email import message_from_bytes
 from email.message import EmailMessage, Message
@@ -20,6 +20,8 @@ from email.policy import default as default_policy
 from typing import Annotated, Any
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 
+from babel.lists import format_list
+from babel.numbers import format_decimal
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from markupsafe import Markup
@@ -41,7 +43,7 @@ from mailroom.usecases.send_mail import SendingReadiness
 from mailroom.web.context import csrf_form, current, require, room
 from mailroom.web.i18n import error_text, ngettext
 from mailroom.web.i18n import gettext as _
-from mailroom.web.pages import render, see_other, url
+from mailroom.web.pages import page_language, render, see_other, url
 from mailroom.web.security import MAIL_BODY_CSP
 
 router = APIRouter(include_in_schema=False)
@@ -88,7 +90,7 @@ def status_label(status: str) -> str:
 
 
 def status_badge(status: str, mail_id: str | None = None) -> Markup:
-    """The status badge; while a mail is on its way, app.js keeps it current (``data-mail-status``) and
+    """The status badge; while a mail is on its way, log.js keeps it current (``data-mail-status``) and
     labels it in the page language from the ``data-label-<status>`` attributes."""
     attributes = {"class": f"badge status-{status}", "data-status": status}
     if mail_id and status in _ON_ITS_WAY:
@@ -152,6 +154,20 @@ class LogResult:
     errors: list[str] = field(default_factory=list)
 
 
+def deepest_page(size: int) -> int:
+    """The last page that can be asked for at all, however many mails there are."""
+    return MAX_OFFSET // size + 1
+
+
+def whole_number(value: str) -> int | None:
+    """A number from the URL, or None: ``page=abc`` is the visitor's slip, not a reason for a raw error.
+    Beyond 18 digits it is no page or count of this log either (and no longer formats as a number)."""
+    text = value.strip()
+    if not text.isascii() or not text.isdigit() or len(text) > 18:
+        return None
+    return int(text)
+
+
 def build_query(view: LogView, now: datetime) -> LogQuery:
     """The LogQuery of a view; raises InvalidInput naming the parameter that cannot be used."""
     statuses: frozenset[MailStatus] = frozenset()
@@ -168,9 +184,8 @@ def build_query(view: LogView, now: datetime) -> LogQuery:
         raise InvalidInput(f"cannot sort by {view.sort!r}", field="sort") from None
     if view.size not in PAGE_SIZES:
         raise InvalidInput(f"page size {view.size} is not one of {', '.join(map(str, PAGE_SIZES))}", field="size")
-    last_page = MAX_OFFSET // view.size + 1
-    if not 1 <= view.page <= last_page:
-        raise InvalidInput(f"page {view.page} is not between 1 and {last_page}", field="page")
+    if not 1 <= view.page <= deepest_page(view.size):
+        raise InvalidInput(f"page {view.page} is not between 1 and {deepest_page(view.size)}", field="page")
     base = LogQuery(statuses=statuses, server=view.server or None,
                     queued_after=now - PERIODS[view.period] if view.period else None,
                     sort=sort, descending=view.order != "asc", offset=(max(1, view.page) - 1) * view.size,
@@ -211,33 +226,48 @@ def outcome_message(done: str, count: int, skipped: int) -> tuple[str | None, st
 @router.get("/log", response_class=HTMLResponse)
 def show_log(request: Request, subject: Annotated[Subject, Depends(require(READ_MAIL))], q: str = "",
              status: str = "", server: str = "", period: str = "", sort: str = SortKey.QUEUED_AT.value,
-             order: str = "desc", page: int = 1, size: int = DEFAULT_PAGE_SIZE, done: str = "", n: int = 0,
-             skipped: int = 0) -> HTMLResponse:
+             order: str = "desc", page: str = "1", size: str = str(DEFAULT_PAGE_SIZE), done: str = "", n: str = "0",
+             skipped: str = "0") -> HTMLResponse:
     mailroom = room(request)
-    view = LogView(q=q.strip(), status=status, server=server, period=period, sort=sort,
-                   order="asc" if order == "asc" else "desc", page=max(1, page), size=size)
     result = LogResult()
+    page_number = whole_number(page)
+    if page_number is None or page_number < 1:
+        result.errors.append(_("“{value}” is not a page number: enter a whole number from 1 on.").format(value=page))
+        page_number = 1
+    size_number = whole_number(size)
+    if size_number not in PAGE_SIZES:
+        sizes = format_list([str(s) for s in PAGE_SIZES], style="or", locale=page_language(request))
+        result.errors.append(_("Show {sizes} mails per page, not “{value}”.").format(sizes=sizes, value=size))
+        size_number = DEFAULT_PAGE_SIZE
+    # A page past any log's end cannot even be asked for (the database's offset would overflow): refused,
+    # and the first page shown instead, with where the end is.
+    too_deep = page_number > deepest_page(size_number)
+    view = LogView(q=q.strip(), status=status, server=server, period=period, sort=sort,
+                   order="asc" if order == "asc" else "desc", page=1 if too_deep else page_number,
+                   size=size_number)
     try:
         result.page = mailroom.log.search(subject, build_query(view, mailroom.clock.now()))
     except InvalidInput as exc:
         result.errors.append(error_text(exc))
-        if exc.field == "page":
-            view = replace(view, page=1)  # the page is drawn with its links; a 30-digit page number breaks them
-    notice, problem = outcome_message(done, n, skipped)
+    total = (result.page.total or 0) if result.page else 0
+    last_page = max(1, -(-total // view.size))
+    past_end = page_number if result.page and page_number > last_page else None
+    last_page_link = Markup('<a href="{}" data-testid="last-page-hint">{}</a>').format(
+        view.link(request, page=last_page), format_decimal(last_page, locale=page_language(request)))
+    notice, problem = outcome_message(done, whole_number(n) or 0, whole_number(skipped) or 0)
     servers = [s.name for s in mailroom.servers.list(subject)] if subject.has(READ_SERVERS) else []
     if view.server and view.server not in servers:
         servers.append(view.server)
-    total = (result.page.total or 0) if result.page else 0
-    last_page = max(1, -(-total // view.size))
     columns = [(SortKey.SUBJECT, _("Subject")), (SortKey.RECEIVER, _("Recipients")), (SortKey.STATUS, _("Status")),
                (None, _("Last error")), (SortKey.SERVER, _("Server")), (SortKey.QUEUED_AT, _("Queued at")),
                (SortKey.SENT_AT, _("Sent at"))]
     periods = [("", _("Any time")), ("1h", _("Last hour")), ("24h", _("Last 24 hours")),
                ("7d", _("Last 7 days")), ("30d", _("Last 30 days"))]
     return mail_page(
-        request, "log.html", status_code=422 if result.errors else 200, view=view, result=result,
+        request, "log.html", status_code=422 if result.errors or too_deep else 200, view=view, result=result,
         servers=servers, periods=periods, page_sizes=PAGE_SIZES, columns=columns, last_page=last_page,
-        total=total, notice=notice, problem=problem, back=view.link(request).removeprefix(url(request, "")),
+        total=total, notice=notice, problem=problem, past_end=past_end, last_page_link=last_page_link,
+        back=view.link(request).removeprefix(url(request, "")),
         can_retry=subject.has(RETRY_MAIL), can_cancel=subject.has(CANCEL_MAIL), can_delete=subject.has(DELETE_MAIL),
         retryable=[s.value for s in RETRYABLE_STATUSES], cancellable=[s.value for s in CANCELLABLE_STATUSES],
         link=lambda **changes: view.link(request, **changes), sort_link=lambda key: view.sort_link(request, key))
@@ -391,14 +421,15 @@ def content_disposition(filename: str) -> str:
 
 @router.get("/log/{mail_id}", response_class=HTMLResponse)
 def show_mail(request: Request, mail_id: str, subject: Annotated[Subject, Depends(require(READ_MAIL))],
-              done: str = "", n: int = 0, skipped: int = 0) -> HTMLResponse:
+              done: str = "", n: str = "0", skipped: str = "0") -> HTMLResponse:
     log = room(request).log
     mail = log.get(subject, mail_id)
     # A confidential mail's content is never read: the page shows its log entry and "content hidden".
     raw = None if mail.confidential else log.raw_message(subject, mail_id)
     view = parse_message(raw)[1] if raw is not None else None
-    notice, problem = outcome_message(done, n, skipped)
-    if problem and n == 0:
+    done_count = whole_number(n) or 0
+    notice, problem = outcome_message(done, done_count, whole_number(skipped) or 0)
+    if problem and done_count == 0:
         notice = None  # "0 mails queued again" says nothing the problem does not
     return mail_page(request, "mail_detail.html", mail=mail, message=view, notice=notice, problem=problem,
                      can_retry=subject.has(RETRY_MAIL) and mail.status in RETRYABLE_STATUSES and mail.has_content,
