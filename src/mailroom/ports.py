@@ -82,6 +82,9 @@ class DeliveryResult:
     attempted: bool = True
     """False when the mail was settled without being sent (expired, content gone, out of attempts): the
     claim's count is taken back and no attempt is logged, so ``attempts`` never exceeds the limit."""
+    lent_from: tuple[str, bytes] | None = None
+    """(From, message) of a mail queued without a From that went out with the delivering server's: the log's
+    copy takes that message, so it shows the bytes that were sent."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

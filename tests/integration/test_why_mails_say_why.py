@@ -138,6 +138,24 @@ def test_the_stored_message_is_the_one_that_went_out(room: Mailroom, smtp_server
     assert room.get_mail(SYSTEM, mail_id).status is MailStatus.SENT
 
 
+def test_a_mail_queued_before_any_server_is_stored_as_it_went_out(room: Mailroom,
+                                                                   smtp_server: SmtpServerHandle) -> None:
+    """Queued without a From while no server could lend one: the server that delivers it adds its From, and the
+    log's copy gets the same header, so the .eml is the bytes that were sent (#13 item 3)."""
+    mail_id = room.send_mail(SYSTEM, mail())
+    add_server(room, smtp_server, sender="Shop <app@shop.example>")
+
+    room.deliver_pending()
+
+    received = smtp_server.wait_for(1)[0]
+    stored = room.log.raw_message(SYSTEM, mail_id)
+    assert stored is not None
+    assert received.data.replace(b"\r\n", b"\n") == stored.replace(b"\r\n", b"\n")
+    sent = room.get_mail(SYSTEM, mail_id)
+    assert sent.status is MailStatus.SENT
+    assert sent.sender == "Shop <app@shop.example>"
+
+
 def test_the_hinted_server_lends_its_sender(room: Mailroom, smtp_server_factory: Any) -> None:
     first, second = smtp_server_factory(), smtp_server_factory()
     add_server(room, first, name="main", sender="main@shop.example", priority=10)

@@ -70,8 +70,11 @@ class DeliverMail:
             recipients=claim.recipients, refused=report.refused, code=report.code, reply=report.reply,
             attempts_made=claim.attempts, policy=self._policy, now=self._clock.now(), expires_at=claim.expires_at,
             accepted_before=claim.accepted_before, refused_before=claim.refused_before)
+        # The server got the message (DATA was answered): if it went out with a From lent by the server, the
+        # stored copy must show it too.
+        lent = (sender, message) if message is not claim.message and report.code is not None else None
         return self._result(claim, started, clock_start, server.name, verdict, code=report.code,
-                            reply=report.reply if report.code is not None else verdict.error)
+                            reply=report.reply if report.code is not None else verdict.error, lent_from=lent)
 
     def _failure(self, claim: ClaimedMail, started: datetime, clock_start: float, server: SmtpServer,
                  error: DeliveryError) -> DeliveryResult:
@@ -94,13 +97,14 @@ class DeliverMail:
 
     def _result(self, claim: ClaimedMail, started: datetime, clock_start: float, server: str | None,
                 verdict: Verdict, *, code: int | None = None, reply: str | None = None,
-                uncertain: bool = False, attempted: bool = True) -> DeliveryResult:
+                uncertain: bool = False, attempted: bool = True,
+                lent_from: tuple[str, bytes] | None = None) -> DeliveryResult:
         return DeliveryResult(
             mail_id=claim.id, claim_token=claim.claim_token, status=verdict.status,
             next_attempt_at=verdict.next_attempt_at, error=verdict.error,
             recipients={r: (status.value, rcpt_code, rcpt_reply)
                         for r, (status, rcpt_code, rcpt_reply) in verdict.recipients.items()},
-            all_recipients=claim.all_recipients, attempted=attempted,
+            all_recipients=claim.all_recipients, attempted=attempted, lent_from=lent_from,
             attempt=DeliveryAttempt(number=claim.attempts, started_at=started, duration_ms=_ms(clock_start),
                                     server_name=server, outcome=verdict.status, code=code,
                                     reply=reply if reply is not None else verdict.error, uncertain=uncertain),

@@ -297,6 +297,14 @@ class SqlMailStore:
             } for r in current])
             _drop_confidential_contents(conn, [r.mail_id for r in current
                                                if r.mail_id in confidential and r.status.is_final])
+            # Rare (a mail queued while no server could lend it a From): one statement each. A confidential mail's
+            # content stays sealed as it was; it is dropped once final anyway.
+            for r in current:
+                if r.lent_from is not None and r.mail_id not in confidential:
+                    sender, message = r.lent_from
+                    conn.execute(update(mail_contents).where(mail_contents.c.mail_id == r.mail_id)
+                                 .values(message=message))
+                    conn.execute(update(mails).where(mails.c.id == r.mail_id).values(sender=sender, has_from=True))
             # Most mails end with every recipient given the same answer (all accepted with one 250): one row
             # per mail then, instead of one per recipient; both on the DBAPI's executemany.
             to_all: list[dict[str, Any]] = []
