@@ -10,7 +10,6 @@ from typing import Annotated, get_origin
 from fastapi import APIRouter, Header, Query, Request, Response
 from pydantic import BaseModel
 
-from mailroom.domain.log import MAX_PAGE_SIZE
 from mailroom.domain.mail import Attachment, Mail
 from mailroom.errors import InvalidInput, MailNotFound, NotFound
 from mailroom.web.api.schemas import (
@@ -29,6 +28,7 @@ from mailroom.web.api.schemas import (
     MailSummary,
     SendMailRequest,
     SendTemplateMailRequest,
+    StatusQuery,
     errors,
 )
 from mailroom.web.context import room
@@ -127,19 +127,14 @@ def search_mails(request: Request, search: Annotated[MailSearch, Query()], calle
                     limit=page.limit)
 
 
-StatusIds = Annotated[list[Key], Query(
-    alias="id", min_length=1, max_length=MAX_PAGE_SIZE,
-    description=f"A mail id; repeat the parameter for more mails (at most {MAX_PAGE_SIZE}).")]
-
-
 # Before "/mails/{mail_id}", which would otherwise take "statuses" for a mail id.
 @router.get("/mails/statuses", response_model=MailStatuses, summary="The statuses of several mails in one call",
             responses=errors())
-def mail_statuses(request: Request, ids: StatusIds, caller: Caller) -> MailStatuses:
+def mail_statuses(request: Request, query: Annotated[StatusQuery, Query()], caller: Caller) -> MailStatuses:
     """For pages and scripts that follow mails on their way: one call for all of them instead of one
     `GET /mails/{id}` each. Poll it sparingly (the admin UI asks every 2 s at most, and not at all while its
     tab is hidden or once every mail it shows is final)."""
-    return MailStatuses(statuses=room(request).log.statuses(caller, ids))
+    return MailStatuses(statuses=room(request).log.statuses(caller, query.id))
 
 
 @router.get("/mails/{mail_id}", response_model=MailDetail, summary="A mail with its status, recipients and attempts",

@@ -262,6 +262,17 @@ class MailCreated(BaseModel):
     id: str
 
 
+class StatusQuery(StorableText):
+    """The mails whose statuses to tell. Unknown parameters are refused, as a misspelt ``ids`` would
+    otherwise be an empty answer that looks like "no such mails"."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: list[Annotated[str, StringConstraints(min_length=1, max_length=64), AfterValidator(_storable_key)]] = Field(
+        min_length=1, max_length=MAX_PAGE_SIZE,
+        description=f"A mail id; repeat the parameter for more mails (at most {MAX_PAGE_SIZE}).")
+
+
 class MailSearch(StorableText):
     """Filters of the mail log; they combine with AND."""
 
