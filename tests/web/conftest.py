@@ -78,6 +78,15 @@ def admin(app: FastAPI) -> Iterator[TestClient]:
 
 
 @pytest.fixture
+def german(app: FastAPI, room: Mailroom) -> Iterator[TestClient]:
+    """An administrator whose preferred language is German (it wins over the browser's)."""
+    room.users.create_user(SYSTEM, Profile(email="greta@example.org", preferred_language="de"), password=PASSWORD,
+                           roles=["admin"], verified=True, notify_user=False)
+    with TestClient(app, headers={"Accept-Language": "en-US"}) as client:
+        yield log_in(client, "greta@example.org")
+
+
+@pytest.fixture
 def user_with(app: FastAPI, room: Mailroom) -> Iterator[Callable[..., TestClient]]:
     """``user_with("mail-operator")``: a client logged in as a new verified user with these roles."""
     clients: list[TestClient] = []

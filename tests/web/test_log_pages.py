@@ -6,16 +6,13 @@ from __future__ import annotations
 
 import html
 import re
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from mailroom import SYSTEM, Mail, Mailroom
-from mailroom.domain.users import Profile
-from tests.web.conftest import PASSWORD, browser_login, log_in
+from tests.web.conftest import browser_login
 
 expect: Any = pytest.importorskip("playwright.sync_api").expect
 
@@ -27,14 +24,6 @@ def fill_log(room: Mailroom, count: int) -> None:
 def banners(page: str) -> list[str]:
     return [html.unescape(re.sub(r"<[^>]+>", "", text)).strip()
             for text in re.findall(r'<p class="banner [a-z]+" role="(?:alert|status)">(.*?)</p>', page, re.S)]
-
-
-@pytest.fixture
-def german(app: FastAPI, room: Mailroom) -> Iterator[TestClient]:
-    room.users.create_user(SYSTEM, Profile(email="greta@example.org", preferred_language="de"), password=PASSWORD,
-                           roles=["admin"], verified=True, notify_user=False)
-    with TestClient(app) as client:
-        yield log_in(client, "greta@example.org")
 
 
 def test_a_page_that_is_no_number_gets_a_readable_answer(admin: TestClient, german: TestClient,

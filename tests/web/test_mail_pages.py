@@ -4,7 +4,7 @@ queries behind them on SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from email import message_from_bytes
 from email.policy import default as default_policy
@@ -167,15 +167,6 @@ def test_filters_sort_and_pages_live_in_the_url(admin: TestClient, room: Mailroo
     queued = admin.get("/log", params={"period": "1h", "status": "queued"})
     assert "30 entries" in queued.text and 'value="queued" selected' in queued.text
     assert admin.get("/log", params={"status": "bogus"}).status_code == 422
-
-
-@pytest.fixture
-def german(app: FastAPI, room: Mailroom) -> Iterator[TestClient]:
-    """An administrator whose preferred language is German (it wins over the browser's)."""
-    room.users.create_user(SYSTEM, Profile(email="greta@example.org", preferred_language="de"), password=PASSWORD,
-                           roles=["admin"], verified=True, notify_user=False)
-    with TestClient(app, headers={"Accept-Language": "en-US"}) as client:
-        yield log_in(client, "greta@example.org")
 
 
 def test_totals_are_formatted_for_the_language(admin: TestClient, german: TestClient, room: Mailroom) -> None:

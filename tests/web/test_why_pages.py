@@ -4,15 +4,11 @@ sending, and the overview, the log, the detail page and the API show the reason,
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 
-import pytest
-from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from mailroom import SYSTEM, Mail, Mailroom, MailStatus, ServerSettings
-from mailroom.domain.users import Profile
-from tests.web.conftest import PASSWORD, api_token, log_in
+from tests.web.conftest import api_token
 
 
 def csrf(client: TestClient) -> str:
@@ -27,14 +23,6 @@ def change_relay(room: Mailroom, **changes: object) -> None:
     settings = {"name": relay.name, "host": relay.host, "port": relay.port, "security": relay.security,
                 "sender": relay.sender, "enabled": relay.enabled} | changes
     room.servers.update(SYSTEM, "relay", ServerSettings(**settings))  # type: ignore[arg-type]
-
-
-@pytest.fixture
-def german(app: FastAPI, room: Mailroom) -> Iterator[TestClient]:
-    room.users.create_user(SYSTEM, Profile(email="greta@example.org", preferred_language="de"), password=PASSWORD,
-                           roles=["admin"], verified=True, notify_user=False)
-    with TestClient(app) as client:
-        yield log_in(client, "greta@example.org")
 
 
 def test_the_test_page_warns_before_sending_when_no_server_is_enabled(admin: TestClient, room: Mailroom) -> None:
