@@ -82,9 +82,10 @@ class DeliveryResult:
     attempted: bool = True
     """False when the mail was settled without being sent (expired, content gone, out of attempts): the
     claim's count is taken back and no attempt is logged, so ``attempts`` never exceeds the limit."""
-    lent_from: tuple[str, bytes] | None = None
-    """(From, message) of a mail queued without a From that went out with the delivering server's: the log's
-    copy takes that message, so it shows the bytes that were sent."""
+    lent_from: tuple[str, bytes, str | None] | None = None
+    """(From, message, new Message-ID or None) of a mail queued without a From that went out with the
+    delivering server's: the log's copy takes that message and Message-ID, so it shows the bytes that were
+    sent."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -311,8 +312,9 @@ class MessageBuilder(Protocol):
     def build(self, mail: Mail, *, message_id: str, date: datetime) -> bytes:
         """The MIME message (without Bcc) in SMTP wire form."""
 
-    def with_from(self, message: bytes, sender: str) -> bytes:
-        """Add a From header to a message that has none."""
+    def with_from(self, message: bytes, sender: str) -> tuple[bytes, str | None]:
+        """Add a From header to a message that has none; returns the message and, when its Message-ID had to
+        change with it (one made while no domain was known takes the sender's), the new Message-ID."""
 
     def make_message_id(self, mail: Mail) -> str: ...
 

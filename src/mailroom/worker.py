@@ -282,8 +282,9 @@ class Worker:
             await self._wait_for_a_server(now)
             return 0
         self._waiting_for_server = False
-        claims = await self._storage("claiming mails", self._claim_or_resume(limit))
-        lease_until = time.monotonic() + self._lease_seconds
+        claims, asked_at = await self._storage("claiming mails", self._claim_or_resume(limit))
+        # Counted from when the lease was asked for, as the store counts it: a slow answer must not stretch it.
+        lease_until = asked_at + self._lease_seconds
         for claim in claims:
             held = _Held(claim, lease_until)
             self._held[claim.id] = held
@@ -294,24 +295,26 @@ class Worker:
                 self._route(held)
         return len(claims)
 
-    def _claim_or_resume(self, limit: int) -> Callable[[], list[ClaimedMail]]:
+    def _claim_or_resume(self, limit: int) -> Callable[[], tuple[list[ClaimedMail], float]]:
         """One claim, as a call the storage retries: a second call first takes up what the first one may
-        have claimed unseen (its commit went through, the answer was lost with the connection)."""
+        have claimed unseen (its commit went through, the answer was lost with the connection). Returns the
+        claims and the monotonic time their lease counts from."""
         token = new_claim_token(self.id)
         tried = False
 
-        def claim() -> list[ClaimedMail]:
+        def claim() -> tuple[list[ClaimedMail], float]:
             nonlocal tried
-            now = self._clock.now()  # at each try: after an outage the lease counts from when the database is back
+            # At each try: after an outage the lease counts from when the database is back.
+            asked_at, now = time.monotonic(), self._clock.now()
             if tried:
                 resumed = self._outbox.resume_claim(token, now=now, lease_seconds=self._lease_seconds)
                 if resumed:
                     log.warning("worker %s: took up %d mail(s) of a claim whose answer was lost", self.id,
                                 len(resumed))
-                    return resumed
+                    return resumed, asked_at
             tried = True
             return self._outbox.claim(worker_id=self.id, limit=limit, now=now, lease_seconds=self._lease_seconds,
-                                      max_bytes=self._batch_bytes, token=token)
+                                      max_bytes=self._batch_bytes, token=token), asked_at
 
         return claim
 
@@ -384,7 +387,7 @@ class Worker:
         """Nothing can go out: mark the oldest due mails with the reason once, then sleep until woken."""
         if not self._waiting_for_server:
             self._waiting_for_server = True
-            claims = await self._storage("claiming mails", self._claim_or_resume(self._batch_size))
+            claims, _ = await self._storage("claiming mails", self._claim_or_resume(self._batch_size))
             if claims:
                 await self._storage("giving back mails", self._outbox.release, claims, retry_at=now,
                                     error=str(NoServerConfigured()))

@@ -154,6 +154,20 @@ def test_a_mail_queued_before_any_server_is_stored_as_it_went_out(room: Mailroom
     sent = room.get_mail(SYSTEM, mail_id)
     assert sent.status is MailStatus.SENT
     assert sent.sender == "Shop <app@shop.example>"
+    # The Message-ID was made with no domain known; it goes out under the sender's, and the log says so.
+    assert received.message()["Message-ID"] == sent.message_id
+    assert sent.message_id.endswith("@shop.example>")
+
+
+def test_a_configured_message_id_domain_is_kept_when_a_from_is_lent(sqlite_url: str, secret_key: str,
+                                                                     smtp_server: SmtpServerHandle) -> None:
+    with Mailroom(database_url=sqlite_url, secret_key=secret_key, message_id_domain="ids.example") as room:
+        mail_id = room.send_mail(SYSTEM, mail())
+        add_server(room, smtp_server, sender="app@shop.example")
+        room.deliver_pending()
+        sent = room.get_mail(SYSTEM, mail_id)
+        assert sent.status is MailStatus.SENT and sent.message_id.endswith("@ids.example>")
+        assert smtp_server.wait_for(1)[0].message()["Message-ID"] == sent.message_id
 
 
 def test_the_hinted_server_lends_its_sender(room: Mailroom, smtp_server_factory: Any) -> None:

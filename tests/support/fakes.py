@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -95,6 +96,8 @@ class FakeOutbox:
         self.clock = clock or RealClock()
         self.fail = Failures()
         self.extended = 0
+        self.claim_seconds = 0.0
+        """How long a claim takes after its lease was set (a database under load, a storage process starting)."""
 
     def put(self, mail_id: str, recipients: Sequence[str] = (), *, smtp_hint: str | None = None) -> None:
         """A queued mail; its one recipient is ``<mail_id>@example.org`` unless given, so a send names its mail."""
@@ -114,6 +117,7 @@ class FakeOutbox:
             mail.next_attempt_at = now + timedelta(seconds=lease_seconds)
         claims = [self._claimed(mail) for mail in due]
         self.fail.check_answer("claim")
+        time.sleep(self.claim_seconds)
         return claims
 
     def resume_claim(self, token: str, *, now: datetime, lease_seconds: float) -> list[ClaimedMail]:

@@ -41,8 +41,8 @@ class ScriptedSession:
 
 
 class _Builder:
-    def with_from(self, message: bytes, sender: str) -> bytes:
-        return b"From: " + sender.encode() + b"\r\n" + message
+    def with_from(self, message: bytes, sender: str) -> tuple[bytes, str | None]:
+        return b"From: " + sender.encode() + b"\r\n" + message, None
 
 
 def claim(*recipients: str, attempts: int = 1, accepted_before: int = 0) -> ClaimedMail:

@@ -96,7 +96,9 @@ def test_header_injection_is_refused(headers: dict[str, str]) -> None:
 
 def test_with_from_prepends_an_encoded_header() -> None:
     raw = builder.build(Mail(to="a@example.org", subject="s", text="t"), message_id="<x@y>", date=NOW)
-    message = message_from_bytes(builder.with_from(raw, "Büro <office@example.org>"), policy=default_policy)
+    lent, new_message_id = builder.with_from(raw, "Büro <office@example.org>")
+    message = message_from_bytes(lent, policy=default_policy)
+    assert new_message_id is None and message["Message-ID"] == "<x@y>"
     assert message["From"].addresses[0].display_name == "Büro"
     assert message["From"].addresses[0].addr_spec == "office@example.org"
     assert message.get_content().strip() == "t"
@@ -107,3 +109,18 @@ def test_message_id_domain_falls_back_to_the_sender() -> None:
     assert plain.make_message_id(Mail(to="a@example.org", sender="x@sender.example", subject="s", text="t")
                                  ).endswith("@sender.example>")
     assert plain.make_message_id(Mail(to="a@example.org", subject="s", text="t")).endswith("@mailroom.localhost>")
+
+
+@pytest.mark.parametrize("to", ["a@example.org", "jürgen@example.org"])  # the spliced build and the EmailMessage one
+def test_a_message_id_made_without_a_domain_takes_the_lent_senders(to: str) -> None:
+    mail = Mail(to=to, subject="s", text="t")
+    message_id = StdlibMessageBuilder().make_message_id(mail)
+    assert message_id.endswith("@mailroom.localhost>")
+    raw = StdlibMessageBuilder().build(mail, message_id=message_id, date=NOW)
+    lent, new_message_id = StdlibMessageBuilder().with_from(raw, "Shop <app@shop.example>")
+    assert new_message_id == message_id.replace("@mailroom.localhost>", "@shop.example>")
+    message = message_from_bytes(lent, policy=default_policy)
+    assert message["Message-ID"] == new_message_id and message["From"].addresses[0].domain == "shop.example"
+    assert lent.split(b"\r\n", 1)[1].replace(new_message_id.encode(), message_id.encode()) == raw
+    configured = StdlibMessageBuilder(message_id_domain="ids.example")
+    assert configured.with_from(raw, "app@shop.example") == (b"From: app@shop.example\r\n" + raw, None)

@@ -6,6 +6,7 @@ import asyncio
 import collections
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -31,8 +32,8 @@ class _Builder:
     def build(self, mail: object, *, message_id: str, date: object) -> bytes:
         raise NotImplementedError
 
-    def with_from(self, message: bytes, sender: str) -> bytes:
-        return message
+    def with_from(self, message: bytes, sender: str) -> tuple[bytes, str | None]:
+        return message, None
 
     def make_message_id(self, mail: object) -> str:
         raise NotImplementedError
@@ -78,6 +79,25 @@ def test_a_claim_committed_while_its_answer_was_lost_is_sent_now_not_after_its_l
     copies = collections.Counter(r for s in transport.sent for r in s.recipients)
     assert len(copies) == 5 and set(copies.values()) == {1}
     assert {m.attempts for m in outbox.mails.values()} == {1}
+
+
+def test_the_lease_a_worker_counts_on_starts_when_it_asked_for_the_claim() -> None:
+    """A slow claim must not stretch the worker's idea of its lease past the store's: it would start mails
+    that another worker may already have claimed (the chaos test saw one such duplicate)."""
+    outbox, servers, transport = FakeOutbox(), FakeServerStore(server()), FakeTransport()
+    outbox.put("m1")
+    outbox.claim_seconds = 0.5
+    worker = make_worker(outbox, servers, transport, lease_seconds=2.0)
+
+    async def claim_once() -> float:
+        worker._db_thread = ThreadPoolExecutor(max_workers=1)
+        asked = time.monotonic()
+        await worker._claim(10)
+        return asked
+
+    asked = asyncio.run(claim_once())
+    [held] = worker._held.values()
+    assert held.lease_until < asked + 2.0 + outbox.claim_seconds / 2  # not after the slow answer
 
 
 def test_results_written_while_their_answer_was_lost_are_not_logged_twice() -> None:

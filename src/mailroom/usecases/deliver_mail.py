@@ -61,7 +61,8 @@ class DeliverMail:
             return self._result(claim, started, clock_start, server.name, Verdict(
                 status=_failed_or_partly(claim), next_attempt_at=None, error=str(SenderNotConfigured(server.name))),
                 attempted=False)
-        message = claim.message if claim.has_from_header else self._builder.with_from(claim.message, sender)
+        message, new_message_id = (claim.message, None) if claim.has_from_header \
+            else self._builder.with_from(claim.message, sender)
         try:
             report = await session.send(sender, claim.recipients, message)
         except DeliveryError as exc:
@@ -72,7 +73,8 @@ class DeliverMail:
             accepted_before=claim.accepted_before, refused_before=claim.refused_before)
         # The server got the message (DATA was answered): if it went out with a From lent by the server, the
         # stored copy must show it too.
-        lent = (sender, message) if message is not claim.message and report.code is not None else None
+        lent = (sender, message, new_message_id) if message is not claim.message and report.code is not None \
+            else None
         return self._result(claim, started, clock_start, server.name, verdict, code=report.code,
                             reply=report.reply if report.code is not None else verdict.error, lent_from=lent)
 
@@ -98,7 +100,7 @@ class DeliverMail:
     def _result(self, claim: ClaimedMail, started: datetime, clock_start: float, server: str | None,
                 verdict: Verdict, *, code: int | None = None, reply: str | None = None,
                 uncertain: bool = False, attempted: bool = True,
-                lent_from: tuple[str, bytes] | None = None) -> DeliveryResult:
+                lent_from: tuple[str, bytes, str | None] | None = None) -> DeliveryResult:
         return DeliveryResult(
             mail_id=claim.id, claim_token=claim.claim_token, status=verdict.status,
             next_attempt_at=verdict.next_attempt_at, error=verdict.error,

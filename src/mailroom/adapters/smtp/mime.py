@@ -37,6 +37,8 @@ from mailroom.domain.addresses import Address
 from mailroom.domain.mail import Attachment, Mail
 
 DEFAULT_MESSAGE_ID_DOMAIN = "mailroom.localhost"
+_PLACEHOLDER_MESSAGE_ID = re.compile(
+    rb"(?:^|\n)Message-ID: (<([^@<>\s]+)@" + re.escape(DEFAULT_MESSAGE_ID_DOMAIN.encode()) + rb">)\r\n")
 
 _UTF8 = Charset("utf-8")  # base64 encoded words in headers
 # RFC 2047: an encoded word is at most 75 characters; Header splits longer text into several.
@@ -127,9 +129,22 @@ class StdlibMessageBuilder:
         lines.append(body)
         return b"".join(lines)
 
-    def with_from(self, message: bytes, sender: str) -> bytes:
-        """Prepend a From header; the rest of the stored message stays byte for byte as it was."""
-        return _from_header(sender) + message
+    def with_from(self, message: bytes, sender: str) -> tuple[bytes, str | None]:
+        """Prepend a From header; the rest of the stored message stays byte for byte as it was, but for a
+        Message-ID made while no domain was known (no From, none configured), which takes the sender's
+        domain: the mail then goes out, and stays in the log, as one that names its sender. Returns the
+        message and that new Message-ID (None when it kept its own)."""
+        lent = _from_header(sender) + message
+        if self._message_id_domain:
+            return lent, None
+        header_end = message.find(b"\r\n\r\n")
+        placeholder = _PLACEHOLDER_MESSAGE_ID.search(message, 0, header_end + 2 if header_end >= 0 else len(message))
+        if placeholder is None:
+            return lent, None
+        domain = Address.parse(sender, field="from").ascii_email.rpartition("@")[2]
+        message_id = f"<{placeholder.group(2).decode('ascii')}@{domain}>"
+        start, end = placeholder.span(1)
+        return _from_header(sender) + message[:start] + message_id.encode("ascii") + message[end:], message_id
 
 
 def _build_email_message(mail: Mail, *, message_id: str, date: datetime) -> bytes:

@@ -301,10 +301,13 @@ class SqlMailStore:
             # content stays sealed as it was; it is dropped once final anyway.
             for r in current:
                 if r.lent_from is not None and r.mail_id not in confidential:
-                    sender, message = r.lent_from
+                    sender, message, message_id = r.lent_from
                     conn.execute(update(mail_contents).where(mail_contents.c.mail_id == r.mail_id)
                                  .values(message=message))
-                    conn.execute(update(mails).where(mails.c.id == r.mail_id).values(sender=sender, has_from=True))
+                    lent: dict[str, Any] = {"sender": sender, "has_from": True}
+                    if message_id is not None:
+                        lent["message_id"] = message_id
+                    conn.execute(update(mails).where(mails.c.id == r.mail_id).values(**lent))
             # Most mails end with every recipient given the same answer (all accepted with one 250): one row
             # per mail then, instead of one per recipient; both on the DBAPI's executemany.
             to_all: list[dict[str, Any]] = []
