@@ -77,6 +77,17 @@ def test_accepted_mail_is_sent_with_from_and_without_bcc(make_room: MakeRoom, sm
     assert received.message()["Message-ID"] == stored.message_id
 
 
+def test_a_utf8_local_part_goes_out_on_a_new_connection(make_room: MakeRoom, smtp_server: SmtpServerHandle) -> None:
+    # The session greets before its first mail: SMTPUTF8 is known then, not only after a MAIL command.
+    room = make_room()
+    add_server(room, smtp_server)
+    mail_id = room.send_mail(SYSTEM, mail(to="jürgen@example.org"))
+    assert room.deliver_pending() == 1
+    assert room.get_mail(SYSTEM, mail_id).status is MailStatus.SENT
+    [received] = smtp_server.wait_for(1)
+    assert received.rcpt_tos == ["jürgen@example.org"]
+
+
 @pytest.mark.postgres
 def test_delivery_on_postgres(postgres_url: str, secret_key: str, smtp_server: SmtpServerHandle) -> None:
     with Mailroom(database_url=postgres_url, secret_key=secret_key) as room:
