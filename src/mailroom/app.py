@@ -21,6 +21,7 @@ from mailroom.adapters.smtp.transport import AiosmtplibTransport
 from mailroom.adapters.storage.database import Database
 from mailroom.adapters.storage.local_wakeup import local_wakeup_for
 from mailroom.adapters.storage.mail_store import SqlMailStore
+from mailroom.adapters.storage.outbox_process import OutboxConfig, OutboxProcess
 from mailroom.adapters.storage.rate_limit_store import SqlRateLimits
 from mailroom.adapters.storage.secret_store import SqlStoredSecrets
 from mailroom.adapters.storage.server_store import SqlServerStore
@@ -36,7 +37,7 @@ from mailroom.domain.log import LogPage, LogQuery
 from mailroom.domain.mail import Attachment, Mail
 from mailroom.domain.outbox import OutgoingMail
 from mailroom.domain.permissions import SYSTEM, Subject
-from mailroom.ports import Transport
+from mailroom.ports import Outbox, Transport
 from mailroom.settings import Settings
 from mailroom.usecases.api_tokens import ApiTokenUseCases
 from mailroom.usecases.deliver_mail import DeliverMail
@@ -117,6 +118,7 @@ class Mailroom:
             self.users.ensure_builtin_roles()
         self.api_tokens = ApiTokenUseCases(store=token_store, users=self.users,
                                            clock=self.clock)
+        self.worker_outbox: OutboxProcess | None = None  # started by the first worker that uses it
 
     # --- sending -------------------------------------------------------------------------------
 
@@ -208,8 +210,20 @@ class Mailroom:
             "retention_interval_seconds": s.retention_interval_seconds,
             "shutdown_grace_seconds": s.shutdown_grace_seconds,
         } | overrides
-        return Worker(outbox=self.store, servers=self.server_store, deliver=deliver, transport=self.transport,
-                      wakeup=self.wakeup, clock=self.clock, rate_limits=self.rate_limit_store, **options)
+        return Worker(outbox=self.outbox_for_workers(), servers=self.server_store, deliver=deliver,
+                      transport=self.transport, wakeup=self.wakeup, clock=self.clock,
+                      rate_limits=self.rate_limit_store, **options)
+
+    def outbox_for_workers(self) -> Outbox:
+        s = self.settings
+        in_memory = not self.database.is_postgres and self.database.url.database in (None, "", ":memory:")
+        if not s.worker_storage_process or in_memory:
+            return self.store
+        if self.worker_outbox is None:
+            self.worker_outbox = OutboxProcess(OutboxConfig(
+                database_url=self.database.url.render_as_string(hide_password=False),
+                secret_key=s.secret_key, secret_key_file=s.secret_key_file))
+        return self.worker_outbox
 
     async def run_worker(self, *, until_idle: bool = False, handle_signals: bool = False,
                          worker: Worker | None = None) -> Worker:
@@ -236,6 +250,8 @@ class Mailroom:
         return asyncio.run(self.run_worker(until_idle=True)).delivered
 
     def close(self) -> None:
+        if self.worker_outbox is not None:
+            self.worker_outbox.close()
         self.renderer.close()
         self.database.dispose()
 

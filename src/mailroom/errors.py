@@ -132,6 +132,11 @@ class MailroomError(Exception):
         self.text = text(message, params)
         super().__init__(str(self.text))
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Subclasses take other arguments than ``args`` holds: rebuild from the attributes instead (a
+        # worker's storage process sends its errors back pickled).
+        return _rebuilt, (type(self), self.__dict__)
+
 
 class InvalidInput(MailroomError, ValueError):
     """Data given to a use case is invalid; nothing was stored."""
@@ -517,3 +522,10 @@ class SmtpTemporaryError(DeliveryError):
 
 class SmtpPermanentError(DeliveryError):
     temporary = False
+
+
+def _rebuilt(cls: type[MailroomError], state: dict[str, Any]) -> MailroomError:
+    error = cls.__new__(cls)
+    Exception.__init__(error, str(state["text"]))
+    error.__dict__.update(state)
+    return error

@@ -49,15 +49,18 @@ class Backend:
         return [a.number for a in self.room.get_mail(SYSTEM, mail_id).attempt_log]
 
 
-@pytest.fixture(params=["fake", "sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+@pytest.fixture(params=["fake", "sqlite", "sqlite, worker process",
+                        pytest.param("postgresql", marks=pytest.mark.postgres)])
 def backend(request: pytest.FixtureRequest) -> Iterator[Backend]:
     if request.param == "fake":
         yield Backend(FakeOutbox(), None)
         return
-    url = request.getfixturevalue("sqlite_url" if request.param == "sqlite" else "postgres_url")
+    url = request.getfixturevalue("postgres_url" if request.param == "postgresql" else "sqlite_url")
     room = Mailroom(database_url=url, secret_key=Fernet.generate_key().decode())
     try:
-        yield Backend(room.store, room)
+        # The worker's outbox: the store itself, or (the default) the store in a process of its own.
+        outbox = room.outbox_for_workers() if request.param == "sqlite, worker process" else room.store
+        yield Backend(outbox, room)
     finally:
         room.close()
 
