@@ -22,17 +22,26 @@ import subprocess
 import sys
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
 from multiprocessing.connection import Connection
+from operator import attrgetter
 from typing import Any
 
 from mailroom.domain.idempotency import IdempotencyRecord
-from mailroom.domain.outbox import OutgoingMail
+from mailroom.domain.outbox import DeliveryAttempt, OutgoingMail
 from mailroom.errors import StorageUnavailable
 from mailroom.ports import ClaimedMail, DeliveryResult, NewOutgoing
 
 log = logging.getLogger(__name__)
+
+# Results cross the socket as tuples of their fields: pickling a slotted dataclass runs Python code per object
+# (dataclasses' __getstate__), which the worker's event loop would pay for every mail.
+_RESULT_FIELDS = tuple(f.name for f in fields(DeliveryResult))
+_ATTEMPT_FIELDS = tuple(f.name for f in fields(DeliveryAttempt))
+_ATTEMPT_AT = _RESULT_FIELDS.index("attempt")
+_result_values = attrgetter(*_RESULT_FIELDS)
+_attempt_values = attrgetter(*_ATTEMPT_FIELDS)
 
 # How long a new child may take to import, connect and answer its first call.
 START_TIMEOUT_SECONDS = 60.0
@@ -80,7 +89,7 @@ class OutboxProcess:
         return result
 
     def record(self, results: Sequence[DeliveryResult], *, again: bool = False) -> None:
-        self._call("record", list(results), again=again)
+        self._call("record", [_result_to_wire(r) for r in results], again=again)
 
     def release(self, claims: Sequence[ClaimedMail], *, retry_at: datetime, error: str | None = None) -> None:
         self._call("release", list(claims), retry_at=retry_at, error=error)
@@ -198,6 +207,8 @@ def _serve(connection: Connection) -> None:
                 method, args, kwargs = connection.recv()
             except EOFError:
                 return
+            if method == "record":
+                args = ([_result_from_wire(values) for values in args[0]], *args[1:])
             try:
                 answer: tuple[bool, Any] = (True, getattr(store, method)(*args, **kwargs))
             except Exception as exc:  # every failure goes back to the caller
@@ -205,6 +216,17 @@ def _serve(connection: Connection) -> None:
             connection.send(answer)
     finally:
         database.dispose()
+
+
+def _result_to_wire(result: DeliveryResult) -> tuple[Any, ...]:
+    values: tuple[Any, ...] = _result_values(result)
+    return (*values[:_ATTEMPT_AT], _attempt_values(result.attempt), *values[_ATTEMPT_AT + 1:])
+
+
+def _result_from_wire(values: tuple[Any, ...]) -> DeliveryResult:
+    fields_ = dict(zip(_RESULT_FIELDS, values, strict=True))
+    fields_["attempt"] = DeliveryAttempt(**dict(zip(_ATTEMPT_FIELDS, fields_["attempt"], strict=True)))
+    return DeliveryResult(**fields_)
 
 
 def _sendable(exc: Exception) -> Exception:
