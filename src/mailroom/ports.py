@@ -37,7 +37,7 @@ class NewOutgoing:
     queued_at: datetime
     recipients: tuple[RecipientResult, ...]
     original_recipients: tuple[str, ...] = ()
-    last_error: str | None = None
+    last_error: Text | None = None
     """Why it cannot go out yet, known when it is queued (no enabled SMTP server)."""
 
 
@@ -73,7 +73,8 @@ class DeliveryResult:
     claim_token: str
     status: MailStatus
     next_attempt_at: datetime | None
-    error: str | None
+    error: Text | None
+    """Why the mail is not (yet) sent; the store keeps its English and the Text for the edges to translate."""
     attempt: DeliveryAttempt
     recipients: dict[str, tuple[str, int | None, str | None]] = field(default_factory=dict)
     """Per recipient e-mail of this attempt: (RecipientStatus value, SMTP code, reply text)."""
@@ -152,7 +153,7 @@ class Outbox(Protocol):
         during the commit); attempts already written are not written twice.
         """
 
-    def release(self, claims: Sequence[ClaimedMail], *, retry_at: datetime, error: str | None = None) -> None:
+    def release(self, claims: Sequence[ClaimedMail], *, retry_at: datetime, error: Text | None = None) -> None:
         """Give unsent claims back to the queue without counting an attempt (shutdown, no server)."""
 
     def extend_leases(self, claims: Sequence[ClaimedMail], *, until: datetime) -> set[str]:

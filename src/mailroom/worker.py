@@ -43,7 +43,7 @@ from mailroom.domain.outbox import new_claim_token
 from mailroom.domain.rate_limits import LimitScope, RateLimit, ScopeKind, recipient_domains
 from mailroom.domain.server_health import ServerHealth, says_too_many
 from mailroom.domain.servers import SmtpServer, servers_to_try
-from mailroom.errors import DeliveryError, NoServerConfigured, SecretError, SmtpAuthError, StorageError
+from mailroom.errors import DeliveryError, NoServerConfigured, SecretError, SmtpAuthError, StorageError, Text
 from mailroom.ports import (
     ClaimedMail,
     Clock,
@@ -85,7 +85,7 @@ class _Held:
     claim: ClaimedMail
     lease_until: float  # monotonic
     tried: set[str] = field(default_factory=set)  # servers this claim could not reach
-    why_not_sent: str | None = None
+    why_not_sent: Text | None = None
 
 
 class _Lane:
@@ -351,7 +351,7 @@ class Worker:
         due_again = min((h.cooling_until for h in cooling), default=now)
         if not held.why_not_sent:
             reasons = [h.reason for h in cooling if h.reason]
-            held.why_not_sent = reasons[0] if reasons else str(NoServerConfigured(held.claim.smtp_hint))
+            held.why_not_sent = reasons[0] if reasons else NoServerConfigured(held.claim.smtp_hint).text
         self._to_release.append((held, due_again))
         self._progress.set()  # the dispatcher gives it back
 
@@ -369,7 +369,7 @@ class Worker:
         if not self._to_release:
             return
         batch, self._to_release = self._to_release, []
-        by_reason: dict[tuple[str | None, float], list[ClaimedMail]] = collections.defaultdict(list)
+        by_reason: dict[tuple[Text | None, float], list[ClaimedMail]] = collections.defaultdict(list)
         for held, due_again in batch:
             if self._held.pop(held.claim.id, None) is not None:
                 by_reason[held.why_not_sent, round(due_again)].append(held.claim)
@@ -390,7 +390,7 @@ class Worker:
             claims, _ = await self._storage("claiming mails", self._claim_or_resume(self._batch_size))
             if claims:
                 await self._storage("giving back mails", self._outbox.release, claims, retry_at=now,
-                                    error=str(NoServerConfigured()))
+                                    error=NoServerConfigured().text)
                 log.warning("mail is waiting: no enabled SMTP server (add one with `mailroom smtp add`)")
 
     # --- sending ------------------------------------------------------------------------------------
@@ -464,7 +464,8 @@ class Worker:
                 lane.send_seconds = 0.5 * lane.send_seconds + 0.5 * (time.monotonic() - started)
                 too_many = _too_many(result)
                 if too_many:
-                    reason = f"{lane.server.name} asks to slow down: {too_many}"
+                    reason = Text("{server} asks to slow down: {answer}", {"server": lane.server.name,
+                                                                            "answer": too_many})
                     if lane.health.throttled(time.monotonic(), reason):
                         log.warning("SMTP server %s pauses for %.0f s: %s", lane.server.name,
                                     lane.health.cooling_until - time.monotonic(), reason)
@@ -559,13 +560,13 @@ class Worker:
                 self._route(held)
                 return None
             auth = isinstance(exc, SmtpAuthError)
-            cools = lane.health.connect_failed(time.monotonic(), str(exc), open_connections=lane.open_connections,
+            cools = lane.health.connect_failed(time.monotonic(), exc.text, open_connections=lane.open_connections,
                                                auth=auth)
             if cools:
                 log.warning("SMTP server %s cools down for %.0f s: %s", server.name,
                             lane.health.cooling_until - time.monotonic(), exc)
                 held.tried.add(server.id)
-                held.why_not_sent = f"not sent yet: {exc}"
+                held.why_not_sent = Text("not sent yet: {reason}", {"reason": exc.text})
                 self._route(held)
             else:
                 log.info("SMTP server %s takes %d connection(s) at most: %s", server.name, lane.health.target, exc)
@@ -583,7 +584,7 @@ class Worker:
         lane.queue.clear()
         for held in waiting:
             held.tried.add(lane.server.id)
-            held.why_not_sent = held.why_not_sent or f"not sent yet: {lane.health.reason}"
+            held.why_not_sent = held.why_not_sent or Text("not sent yet: {reason}", {"reason": lane.health.reason})
             self._route(held)
 
     def _drop(self, held: _Held) -> None:

@@ -14,7 +14,7 @@ from mailroom import SYSTEM, InvalidTransition, Mail, Mailroom, MailStatus
 from mailroom.adapters.storage.tables import mail_contents
 from mailroom.domain.log import LogQuery, SearchTerm, TermField
 from mailroom.domain.outbox import DeliveryAttempt
-from mailroom.errors import ConfidentialContent
+from mailroom.errors import ConfidentialContent, Text
 from mailroom.ports import ClaimedMail, DeliveryResult
 
 SECRET = "the-code-Zq8xY3"
@@ -47,7 +47,7 @@ def _result(claim: ClaimedMail, status: MailStatus) -> DeliveryResult:
     now = datetime.now(UTC)
     return DeliveryResult(
         mail_id=claim.id, claim_token=claim.claim_token, status=status,
-        next_attempt_at=now if status is MailStatus.DEFERRED else None, error=None if code == 250 else "no",
+        next_attempt_at=now if status is MailStatus.DEFERRED else None, error=None if code == 250 else Text("no"),
         attempt=DeliveryAttempt(number=1, started_at=now, duration_ms=1, server_name="relay", outcome=status,
                                 code=code, reply="ok"),
         recipients={r: ("accepted" if code == 250 else "refused", code, "ok") for r in claim.recipients})

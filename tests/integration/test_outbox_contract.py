@@ -14,6 +14,7 @@ from cryptography.fernet import Fernet
 from mailroom import SYSTEM, Mail, Mailroom
 from mailroom.domain.outbox import DeliveryAttempt, MailStatus, new_claim_token
 from mailroom.domain.retry import RetryPolicy
+from mailroom.errors import Text
 from mailroom.ports import ClaimedMail, DeliveryResult, Outbox
 from mailroom.usecases.deliver_mail import DeliverMail
 from tests.support.fakes import FakeOutbox
@@ -141,7 +142,7 @@ def test_a_result_under_a_lost_claim_does_not_overwrite(backend: Backend) -> Non
 def test_a_give_back_spends_no_attempt(backend: Backend) -> None:
     mail_id = backend.queue("a@example.org")
     claims = claim(backend)
-    backend.outbox.release(claims, retry_at=later(-1), error="server cools down")
+    backend.outbox.release(claims, retry_at=later(-1), error=Text("server cools down"))
     assert backend.status_and_attempts(mail_id) == (MailStatus.QUEUED, 0)
     assert [c.attempts for c in claim(backend)] == [1]
 

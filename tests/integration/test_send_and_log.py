@@ -28,6 +28,7 @@ from mailroom.adapters.storage.mail_store import SqlMailStore
 from mailroom.adapters.storage.tables import mail_contents, mail_recipients, mails
 from mailroom.domain.outbox import DeliveryAttempt
 from mailroom.domain.permissions import READ_MAIL
+from mailroom.errors import Text
 from mailroom.ports import DeliveryResult
 
 
@@ -207,7 +208,7 @@ def _deferred(room: Mailroom, *recipients: str, answers: dict[str, str]) -> str:
                                lease_seconds=60)
     room.store.record([DeliveryResult(
         mail_id=mail_id, claim_token=claim.claim_token, status=MailStatus.DEFERRED,
-        next_attempt_at=datetime.now(UTC) + timedelta(hours=1), error="451 4.7.1 try again later",
+        next_attempt_at=datetime.now(UTC) + timedelta(hours=1), error=Text("451 4.7.1 try again later"),
         recipients={email: (state, 250 if state == "accepted" else 451, "reply") for email, state in answers.items()},
         all_recipients=claim.all_recipients,
         attempt=DeliveryAttempt(number=claim.attempts, started_at=datetime.now(UTC), duration_ms=1,

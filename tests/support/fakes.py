@@ -25,7 +25,7 @@ from mailroom.domain.outbox import (
 )
 from mailroom.domain.rate_limits import Denial, LimitScope, LimitUse, RateLimit, Window, oldest_allows
 from mailroom.domain.servers import SmtpServer
-from mailroom.errors import ServerNotFound, SmtpConnectError, SmtpTemporaryError, StorageUnavailable
+from mailroom.errors import ServerNotFound, SmtpConnectError, SmtpTemporaryError, StorageUnavailable, Text
 from mailroom.ports import ClaimedMail, DeliveryResult, NewOutgoing, SendReport
 
 
@@ -151,14 +151,16 @@ class FakeOutbox:
             if mail.claim_token != result.claim_token:
                 continue
             mail.attempts = result.attempt.number if result.attempted else result.attempt.number - 1
-            mail.status, mail.claim_token, mail.last_error = result.status, None, result.error
+            # Like the store: the English for last_error (the SQL store keeps the Text beside it).
+            mail.status, mail.claim_token = result.status, None
+            mail.last_error = None if result.error is None else str(result.error)
             if result.next_attempt_at is not None:
                 mail.next_attempt_at = result.next_attempt_at
             for email, (status, _code, _reply) in result.recipients.items():
                 mail.recipient_status[email] = status
         self.fail.check_answer("record")
 
-    def release(self, claims: Sequence[ClaimedMail], *, retry_at: datetime, error: str | None = None) -> None:
+    def release(self, claims: Sequence[ClaimedMail], *, retry_at: datetime, error: Text | None = None) -> None:
         self.fail.check("release")
         for claim in claims:
             mail = self.mails[claim.id]
@@ -168,7 +170,7 @@ class FakeOutbox:
             mail.attempts = claim.attempts - 1
             mail.status = MailStatus.QUEUED if mail.attempts == 0 else MailStatus.DEFERRED
             if error is not None:
-                mail.last_error = error
+                mail.last_error = str(error)
 
     def extend_leases(self, claims: Sequence[ClaimedMail], *, until: datetime) -> set[str]:
         self.fail.check("extend_leases")

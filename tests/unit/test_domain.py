@@ -115,7 +115,7 @@ def test_judge_outcomes() -> None:
     assert judge(SmtpPermanentError("550 no", code=550), attempts_made=1, policy=policy,
                  now=NOW).status is MailStatus.FAILED
     expiring = judge(temporary, attempts_made=1, policy=policy, now=NOW, expires_at=NOW + timedelta(seconds=1))
-    assert expiring.status is MailStatus.FAILED and "expired" in (expiring.error or "")
+    assert expiring.status is MailStatus.FAILED and "expired" in str(expiring.error)
 
 
 def _server(name: str, priority: int, enabled: bool = True) -> SmtpServer:

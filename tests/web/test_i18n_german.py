@@ -4,13 +4,16 @@ through the gettext catalogs."""
 
 from __future__ import annotations
 
+import ast
 import re
 from html.parser import HTMLParser
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 
-from mailroom import SYSTEM, Mailroom
+import mailroom
+from mailroom import SYSTEM, Mail, Mailroom
 from mailroom.domain.users import Profile
 from mailroom.errors import InvalidAddress, InvalidTransition, Text, WeakPassword
 from mailroom.web import i18n
@@ -204,3 +207,47 @@ def test_core_messages_keep_their_english_and_translate_with_their_params() -> N
 def test_a_translation_that_does_not_fit_its_params_falls_back_to_english() -> None:
     broken = Text("{a} and {b}", {"a": 1, "b": 2})
     assert broken.render(lambda template: "{a} und {c}") == "1 and 2"
+
+
+def test_a_mails_stored_last_error_reads_in_the_readers_language(german: TestClient, filled: Filled,
+                                                                 room: Mailroom) -> None:
+    """The error is stored with the mail as its template and values: a German reader sees it in German, the
+    API and an English reader in English (#13 item 7: stored last errors stayed English)."""
+    failed = german.get(f"/log/{filled.failed_mail}").text
+    assert "Nachricht abgelehnt: 550" in failed and "message refused" not in failed
+    assert "Nachricht abgelehnt: 550" in german.get("/log").text
+    stored = room.get_mail(SYSTEM, filled.failed_mail)
+    assert stored.last_error is not None and "message refused: 550" in stored.last_error
+
+    for server in room.servers.list(SYSTEM):
+        room.servers.remove(SYSTEM, server.id)
+    waiting = room.send_mail(SYSTEM, Mail(to="wartet@example.org", subject="Wartet", text="Hallo"))
+    page = german.get(f"/log/{waiting}").text
+    assert "Es ist kein aktiver SMTP-Server eingerichtet" in page and "no enabled SMTP server" not in page
+
+
+def test_every_delivery_message_has_its_german() -> None:
+    """Each template a mail's last error can be made of (what the SMTP session, the verdict, DeliverMail, the
+    worker and the rate limits write) has an entry in the German catalog, found by reading their source."""
+    from mailroom.domain import delivery
+
+    catalog = i18n.translations("de")._catalog  # type: ignore[attr-defined]
+    sources = ["domain/delivery.py", "usecases/deliver_mail.py", "worker.py", "adapters/smtp/transport.py",
+               "domain/rate_limits.py", "errors.py"]
+    templates: set[str] = set(delivery._SUMMARIES.values())
+    root = Path(mailroom.__file__).parent
+    for source in sources:
+        for node in ast.walk(ast.parse((root / source).read_text())):
+            if not (isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant)
+                    and isinstance(node.args[0].value, str)):
+                continue
+            function = node.func
+            name = function.id if isinstance(function, ast.Name) else \
+                function.attr if isinstance(function, ast.Attribute) else None
+            if name == "Text" or (name == "__init__" and source == "errors.py"):
+                templates.add(node.args[0].value)
+            elif name == "_message":  # AiosmtplibSession._message: "{server}: <what>: {reason}"
+                templates.add("{server}: " + node.args[0].value + ": {reason}")
+    assert len(templates) > 40
+    missing = sorted(t for t in templates if t and t not in catalog)
+    assert not missing, "no German for:\n" + "\n".join(missing)

@@ -8,7 +8,7 @@ from datetime import datetime
 
 from mailroom.domain.outbox import MailStatus, RecipientStatus
 from mailroom.domain.retry import RetryPolicy
-from mailroom.errors import DeliveryError
+from mailroom.errors import DeliveryError, Text
 
 RecipientAnswer = tuple[RecipientStatus, int | None, str | None]
 """What became of one recipient: its status, the server's code and reply."""
@@ -18,7 +18,8 @@ RecipientAnswer = tuple[RecipientStatus, int | None, str | None]
 class Verdict:
     status: MailStatus
     next_attempt_at: datetime | None
-    error: str | None
+    error: Text | None
+    """Why the mail is not (yet) sent, as words the edges translate; stored with the mail as its last error."""
     recipients: dict[str, RecipientAnswer] = field(default_factory=dict)
 
 
@@ -30,7 +31,7 @@ def judge(error: DeliveryError | None, *, attempts_made: int, policy: RetryPolic
     """
     if error is None:
         return Verdict(status=MailStatus.SENT, next_attempt_at=None, error=None)
-    message = str(error)
+    message = error.text
     if not error.temporary:
         return Verdict(status=MailStatus.FAILED, next_attempt_at=None, error=message)
     return _retry_or_give_up(message, attempts_made=attempts_made, policy=policy, now=now, expires_at=expires_at)
@@ -79,25 +80,35 @@ def judge_recipients(*, recipients: Sequence[str], refused: Mapping[str, tuple[i
         give_up = None
     if refused_now or refused_before:
         error = give_up or _summary("refused", refused_now, refused) if refused_now else \
-            f"{refused_before} recipient(s) refused at an earlier attempt"
+            Text("{count} recipient(s) refused at an earlier attempt", {"count": refused_before})
         status = MailStatus.PARTIALLY_FAILED if accepted else MailStatus.FAILED
         return Verdict(status=status, next_attempt_at=None, error=error, recipients=answers)
     return Verdict(status=MailStatus.SENT, next_attempt_at=None, error=None, recipients=answers)
 
 
-def _retry_or_give_up(message: str, *, attempts_made: int, policy: RetryPolicy, now: datetime,
+def _retry_or_give_up(message: Text, *, attempts_made: int, policy: RetryPolicy, now: datetime,
                       expires_at: datetime | None) -> Verdict:
     if policy.exhausted(attempts_made):
         return Verdict(status=MailStatus.FAILED, next_attempt_at=None,
-                       error=f"gave up after {attempts_made} attempts: {message}")
+                       error=Text("gave up after {attempts} attempts: {reason}",
+                                  {"attempts": attempts_made, "reason": message}))
     retry_at = policy.next_attempt_at(attempts_made, now)
     if expires_at is not None and retry_at >= expires_at:
         return Verdict(status=MailStatus.FAILED, next_attempt_at=None,
-                       error=f"expired: the next try would come after {expires_at.isoformat()}: {message}")
+                       error=Text("expired: the next try would come after {expires_at}: {reason}",
+                                  {"expires_at": expires_at.isoformat(), "reason": message}))
     return Verdict(status=MailStatus.DEFERRED, next_attempt_at=retry_at, error=message)
 
 
-def _summary(what: str, recipients: Sequence[str], answers: Mapping[str, tuple[int, str]]) -> str:
+_SUMMARIES = {"deferred": "{count} recipient(s) deferred ({answers})",
+              "refused": "{count} recipient(s) refused ({answers})",
+              "deferred+": "{count} recipient(s) deferred ({answers}; and {more} more)",
+              "refused+": "{count} recipient(s) refused ({answers}; and {more} more)"}
+
+
+def _summary(what: str, recipients: Sequence[str], answers: Mapping[str, tuple[int, str]]) -> Text:
+    # The servers' answers stay as they were given; the words around them are translated.
     shown = "; ".join(f"{r}: {answers[r][0]} {answers[r][1]}" for r in recipients[:5])
-    more = f"; and {len(recipients) - 5} more" if len(recipients) > 5 else ""
-    return f"{len(recipients)} recipient(s) {what} ({shown}{more})"
+    more = len(recipients) - 5
+    return Text(_SUMMARIES[what + "+" if more > 0 else what],
+                {"count": len(recipients), "answers": shown, "more": more})

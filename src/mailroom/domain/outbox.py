@@ -18,6 +18,8 @@ import secrets
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+from mailroom.errors import Text
+
 
 class MailStatus(enum.StrEnum):
     QUEUED = "queued"
@@ -122,6 +124,8 @@ class OutgoingMail:
     confidential: bool = False
     """Its content is never shown (see ``Mail.confidential``); everything else is."""
     attempt_log: tuple[DeliveryAttempt, ...] = field(default=())
+    last_error_text: Text | None = None
+    """``last_error`` as words to translate (template and values); None for errors stored before they were."""
 
     @property
     def receiver_summary(self) -> str:

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from enum import Enum, StrEnum
 
 from mailroom.domain.addresses import envelope_address, validated_address
-from mailroom.errors import InvalidAddress, InvalidInput
+from mailroom.errors import InvalidAddress, InvalidInput, Text
 
 # The log of sends keeps one row per mail a limit allows: above this, setting a limit would write a table's
 # worth of rows at once. A larger quota is set on a shorter window (20,000 per hour is 480,000 a day).
@@ -97,9 +97,9 @@ class Denial:
     limit: RateLimit
     until: datetime
 
-    def reason(self, scope_name: str) -> str:
-        return (f"waiting for the rate limit of {scope_name} ({self.limit}): "
-                f"the next mail may go at {self.until.isoformat(timespec='seconds')}")
+    def reason(self, scope_name: str) -> Text:
+        return Text("waiting for the rate limit of {scope} ({limit}): the next mail may go at {until}",
+                    {"scope": scope_name, "limit": str(self.limit), "until": self.until.isoformat(timespec="seconds")})
 
 
 def limits_from(*, per_second: int | None = None, per_minute: int | None = None, per_hour: int | None = None,

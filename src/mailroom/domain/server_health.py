@@ -22,6 +22,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from mailroom.errors import Text
+
 AUTH_FACTOR = 10.0
 RECOVERY_SENDS = 50
 _TOO_MANY = re.compile(r"too many|rate|limit|throttl|try again later|slow down", re.IGNORECASE)
@@ -45,7 +47,7 @@ class ServerHealth:
     failures: int = 0
     """Failed connects or logins in a row, with no connection open."""
     cooling_until: float = 0.0
-    reason: str | None = None
+    reason: Text | None = None
     throttles: int = 0
     """"Too many" answers in a row at one connection."""
     _sends_since_shrink: int = 0
@@ -63,7 +65,7 @@ class ServerHealth:
         self.failures = 0
         self.reason = None
 
-    def connect_failed(self, now: float, reason: str, *, open_connections: int, auth: bool = False) -> bool:
+    def connect_failed(self, now: float, reason: Text, *, open_connections: int, auth: bool = False) -> bool:
         """Record a failed connect or login; True when the server cools down, False when it only shrank.
 
         A refusal while other connections of ours are open is the server's connection limit: shrink to
@@ -79,7 +81,7 @@ class ServerHealth:
         self.cooling_until = now + min(self.max_seconds, base * 2 ** (self.failures - 1))
         return True
 
-    def throttled(self, now: float, reason: str) -> bool:
+    def throttled(self, now: float, reason: Text) -> bool:
         """The server answered "too many": one connection fewer; at one, a pause (growing each time in a
         row). True when the server pauses."""
         self.reason = reason
@@ -91,7 +93,7 @@ class ServerHealth:
         self.pause(now + min(self.max_seconds, self.base_seconds * 2 ** (self.throttles - 1)), reason)
         return True
 
-    def pause(self, until: float, reason: str) -> None:
+    def pause(self, until: float, reason: Text) -> None:
         """No mail goes to the server before ``until`` (a rate limit, or its own "too many")."""
         self.cooling_until = max(self.cooling_until, until)
         self.reason = reason

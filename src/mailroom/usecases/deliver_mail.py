@@ -14,7 +14,7 @@ from mailroom.domain.delivery import RecipientAnswer, Verdict, judge, judge_reci
 from mailroom.domain.outbox import DeliveryAttempt, MailStatus, RecipientStatus
 from mailroom.domain.retry import RetryPolicy
 from mailroom.domain.servers import SmtpServer
-from mailroom.errors import DeliveryError, SenderNotConfigured
+from mailroom.errors import DeliveryError, SenderNotConfigured, Text
 from mailroom.ports import ClaimedMail, Clock, DeliveryResult, MessageBuilder, SmtpSession
 
 UNCERTAIN_RESEND = "resend"
@@ -38,12 +38,13 @@ class DeliverMail:
         or None when it should be sent."""
         now = self._clock.now()
         if claim.expires_at is not None and claim.expires_at <= now:
-            reason = f"expired: not sent before {claim.expires_at.isoformat()}"
+            reason = Text("expired: not sent before {expires_at}", {"expires_at": claim.expires_at.isoformat()})
         elif claim.message is None:
-            reason = "the content was dropped by retention before delivery"
+            reason = Text("the content was dropped by retention before delivery")
         elif claim.attempts > self._policy.max_attempts:
             # Only a worker that crashed while sending this mail, again and again, gets here.
-            reason = f"gave up after {claim.attempts - 1} attempts: the worker stopped during each of them"
+            reason = Text("gave up after {attempts} attempts: the worker stopped during each of them",
+                          {"attempts": claim.attempts - 1})
         else:
             return None
         return self._result(claim, now, time.perf_counter(), None, Verdict(
@@ -59,7 +60,7 @@ class DeliverMail:
         if sender is None or claim.message is None:
             # Nothing went over SMTP: a configuration error of ours, not an attempt, and no recipient's fault.
             return self._result(claim, started, clock_start, server.name, Verdict(
-                status=_failed_or_partly(claim), next_attempt_at=None, error=str(SenderNotConfigured(server.name))),
+                status=_failed_or_partly(claim), next_attempt_at=None, error=SenderNotConfigured(server.name).text),
                 attempted=False)
         message, new_message_id = (claim.message, None) if claim.has_from_header \
             else self._builder.with_from(claim.message, sender)
@@ -76,7 +77,8 @@ class DeliverMail:
         lent = (sender, message, new_message_id) if message is not claim.message and report.code is not None \
             else None
         return self._result(claim, started, clock_start, server.name, verdict, code=report.code,
-                            reply=report.reply if report.code is not None else verdict.error, lent_from=lent)
+                            reply=report.reply if report.code is not None else _english(verdict.error),
+                            lent_from=lent)
 
     def _failure(self, claim: ClaimedMail, started: datetime, clock_start: float, server: SmtpServer,
                  error: DeliveryError) -> DeliveryResult:
@@ -85,7 +87,8 @@ class DeliverMail:
                         expires_at=claim.expires_at)
         if error.uncertain and self._uncertain == UNCERTAIN_HOLD and verdict.status is MailStatus.DEFERRED:
             verdict = Verdict(status=MailStatus.FAILED, next_attempt_at=None,
-                              error=f"held for an operator: {error}; retry the mail to send it again")
+                              error=Text("held for an operator: {reason}; retry the mail to send it again",
+                                         {"reason": error.text}))
         status = verdict.status
         if status is MailStatus.FAILED:
             status = _failed_or_partly(claim)
@@ -109,13 +112,18 @@ class DeliverMail:
             all_recipients=claim.all_recipients, attempted=attempted, lent_from=lent_from,
             attempt=DeliveryAttempt(number=claim.attempts, started_at=started, duration_ms=_ms(clock_start),
                                     server_name=server, outcome=verdict.status, code=code,
-                                    reply=reply if reply is not None else verdict.error, uncertain=uncertain),
+                                    reply=reply if reply is not None else _english(verdict.error),
+                                    uncertain=uncertain),
         )
 
 
 def _failed_or_partly(claim: ClaimedMail) -> MailStatus:
     """A mail that ends without reaching its remaining recipients: some got it at earlier attempts or none."""
     return MailStatus.PARTIALLY_FAILED if claim.accepted_before else MailStatus.FAILED
+
+
+def _english(text: Text | None) -> str | None:
+    return None if text is None else str(text)
 
 
 def _ms(clock_start: float) -> int:

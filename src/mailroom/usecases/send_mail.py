@@ -32,6 +32,7 @@ from mailroom.errors import (
     NoSenderAddress,
     NoServerConfigured,
     PermissionDenied,
+    Text,
 )
 from mailroom.ports import Clock, MessageBuilder, NewOutgoing, Outbox, ServerStore, Wakeup
 
@@ -212,12 +213,12 @@ class SendMail:
         for attachment in mail.attachments:
             if attachment.size > self._max_attachment_bytes:
                 raise AttachmentTooLarge(attachment.filename, attachment.size, self._max_attachment_bytes)
-        waiting_for: str | None = None
+        waiting_for: Text | None = None
         if self._servers is not None:
             if mail.sender is None:
                 mail = self._with_server_sender(mail)
             if not self._servers.enabled():
-                waiting_for = str(NoServerConfigured(mail.smtp_hint))
+                waiting_for = NoServerConfigured(mail.smtp_hint).text
         now = self._clock.now()
         message_id = self._builder.make_message_id(mail)
         message = self._builder.build(mail, message_id=message_id, date=now)

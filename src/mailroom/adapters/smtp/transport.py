@@ -146,7 +146,8 @@ class AiosmtplibSession:
         except (aiosmtplib.SMTPException, OSError) as exc:
             client.close()
             code = exc.code if isinstance(exc, aiosmtplib.SMTPResponseException) else None
-            raise SmtpConnectError(self._message(f"cannot connect to {self._server.host}:{self._server.port}", exc),
+            raise SmtpConnectError(self._message("cannot connect to {where}", exc,
+                                                 where=f"{self._server.host}:{self._server.port}"),
                                    code=code, server=self._server.name) from None
         if self._server.username:
             try:
@@ -160,7 +161,7 @@ class AiosmtplibSession:
                 client.close()
                 code = exc.code if isinstance(exc, aiosmtplib.SMTPResponseException) else None
                 reply = self._scrub(exc.message) if isinstance(exc, aiosmtplib.SMTPResponseException) else None
-                raise SmtpAuthError(self._message(f"login as {self._server.username!r} refused", exc),
+                raise SmtpAuthError(self._message("login as {username!r} refused", exc, username=self._server.username),
                                     code=code, reply=reply, server=self._server.name) from None
         self._client = client
         self._last_used = time.monotonic()
@@ -197,8 +198,9 @@ class AiosmtplibSession:
         envelope = [envelope_address(r) for r in recipients]
         utf8 = not all(a.isascii() for a in (envelope_sender, *envelope))
         if utf8 and not client.supports_extension("smtputf8"):
-            raise SmtpPermanentError(f"{self._server.name}: the mail has an address that cannot be written in ASCII "
-                                     "and the server does not offer SMTPUTF8", server=self._server.name)
+            raise SmtpPermanentError(Text("{server}: the mail has an address that cannot be written in ASCII and the "
+                                          "server does not offer SMTPUTF8", {"server": self._server.name}),
+                                     server=self._server.name)
         options = ["SMTPUTF8"] if utf8 else []
         encoding = "utf-8" if utf8 else "ascii"
         refused: dict[str, tuple[int, str]] = {}
@@ -248,8 +250,10 @@ class AiosmtplibSession:
         except (aiosmtplib.SMTPException, OSError):
             client.close()
 
-    def _message(self, what: str, exc: BaseException) -> str:
-        return self._scrub(f"{self._server.name}: {what}: {_describe(exc)}")
+    def _message(self, what: str, exc: BaseException, **params: object) -> Text:
+        """``<server>: <what>: <the library's or server's words>``; ``what`` is the part the edges translate."""
+        return Text("{server}: " + what + ": {reason}",
+                    {"server": self._server.name, "reason": self._scrub(_describe(exc)), **params})
 
 
 class _Scrubber:

@@ -109,7 +109,8 @@ _RECORD_OUTCOMES = BulkStatement(
     update(mails)
     .where(mails.c.id == bindparam("b_id"), mails.c.claim_token == bindparam("b_token"))
     .values(status=bindparam("status"), next_attempt_at=bindparam("next_attempt_at"),
-            last_error=bindparam("last_error"), server_name=bindparam("server_name"),
+            last_error=bindparam("last_error"), last_error_text=bindparam("last_error_text"),
+            server_name=bindparam("server_name"),
             updated_at=bindparam("updated_at"), sent_at=bindparam("sent_at"),
             finished_at=bindparam("finished_at"), attempts=bindparam("attempts"), claim_token=null())
 )
@@ -200,7 +201,8 @@ class SqlMailStore:
                 "expires_at": mail.expires_at,
                 "next_attempt_at": max(new.queued_at, mail.send_at) if mail.send_at else new.queued_at,
                 "attempts": 0,
-                "last_error": new.last_error,
+                "last_error": _english(new.last_error),
+                "last_error_text": _stored_text(new.last_error),
                 "updated_at": new.queued_at,
                 "size_bytes": len(new.message),
                 "has_from": sender is not None,
@@ -290,7 +292,8 @@ class SqlMailStore:
             _RECORD_OUTCOMES.execute(conn, [{
                 "b_id": r.mail_id, "b_token": r.claim_token, "status": r.status.value,
                 "attempts": r.attempt.number if r.attempted else r.attempt.number - 1,
-                "next_attempt_at": r.next_attempt_at, "last_error": r.error,
+                "next_attempt_at": r.next_attempt_at, "last_error": _english(r.error),
+                "last_error_text": _stored_text(r.error),
                 "server_name": r.attempt.server_name, "updated_at": r.attempt.started_at,
                 "sent_at": r.attempt.started_at if r.status in _DELIVERED else None,
                 "finished_at": r.attempt.started_at if r.status.is_final else None,
@@ -335,7 +338,7 @@ class SqlMailStore:
                 still.update(conn.execute(_EXTEND_LEASES, {"ids": ids, "token": token, "until": until}).scalars())
         return still
 
-    def release(self, claims: Sequence[ClaimedMail], *, retry_at: datetime, error: str | None = None) -> None:
+    def release(self, claims: Sequence[ClaimedMail], *, retry_at: datetime, error: Text | None = None) -> None:
         if not claims:
             return
         with self._db.write() as conn:
@@ -368,7 +371,7 @@ class SqlMailStore:
                 return self._load(conn, mail_id)
             conn.execute(update(mails).where(mails.c.id == mail_id).values(
                 status=MailStatus.QUEUED.value, attempts=0, next_attempt_at=now, finished_at=None,
-                last_error=None, updated_at=now, claim_token=None))
+                last_error=None, last_error_text=None, updated_at=now, claim_token=None))
             conn.execute(update(mail_recipients).where(mail_recipients.c.mail_id == mail_id).values(
                 status=RecipientStatus.PENDING.value, code=None, reply=None))
             return self._load(conn, mail_id)
@@ -380,7 +383,7 @@ class SqlMailStore:
                 raise InvalidTransition(mail_id, status, "cancel", "queued or deferred mails", "cancelled")
             conn.execute(update(mails).where(mails.c.id == mail_id).values(
                 status=MailStatus.CANCELLED.value, next_attempt_at=None, finished_at=now, updated_at=now,
-                last_error="cancelled"))
+                last_error="cancelled", last_error_text=None))
             _drop_confidential_contents(conn, [mail_id])
             return self._load(conn, mail_id)
 
@@ -519,7 +522,7 @@ class SqlMailStore:
                 contents[row.id] = (self._sealer.open(message[len(SEALED):]), envelope)
             except SecretError as exc:
                 unopened.append(row)
-                error = str(exc)
+                error = exc.text
         if not unopened:
             return rows
         _give_back(conn, [(row.id, token, row.attempts) for row in unopened],
@@ -707,6 +710,7 @@ def _to_outgoing(row: Row[Any], recipients: tuple[RecipientResult, ...],
         id=row.id, status=MailStatus(row.status), subject=row.subject, sender=row.sender,
         recipients=recipients, priority=priority, queued_at=row.queued_at,
         next_attempt_at=row.next_attempt_at, attempts=row.attempts, last_error=row.last_error,
+        last_error_text=Text.from_json(json.loads(row.last_error_text)) if row.last_error_text else None,
         server_name=row.server_name, message_id=row.message_id, sent_at=row.sent_at,
         finished_at=row.finished_at, send_at=row.send_at, expires_at=row.expires_at,
         smtp_hint=row.smtp_hint, tags=tuple(t for t in (row.tags or "").split(",") if t),
@@ -727,15 +731,25 @@ def _within_bytes(rows: list[Row[Any]], max_bytes: int) -> tuple[list[Row[Any]],
     return rows, []
 
 
+def _english(text: Text | None) -> str | None:
+    return None if text is None else str(text)
+
+
+def _stored_text(text: Text | None) -> str | None:
+    """A last error as its template and values (JSON), so that each edge shows it in its own language."""
+    return None if text is None else json.dumps(text.to_json(), ensure_ascii=False)
+
+
 def _give_back(conn: Connection, claims: list[tuple[str, str, int]], *, retry_at: datetime,
-               error: str | None) -> None:
+               error: Text | None) -> None:
     """Return claimed mails (id, claim token, attempts) to the queue without counting the attempt."""
     if not claims:
         return
     values: dict[str, Any] = {"status": bindparam("status"), "attempts": bindparam("attempts"),
                               "next_attempt_at": retry_at, "claim_token": None}
     if error is not None:
-        values["last_error"] = error
+        values["last_error"] = str(error)
+        values["last_error_text"] = _stored_text(error)
     conn.execute(
         update(mails)
         .where(mails.c.id == bindparam("b_id"), mails.c.claim_token == bindparam("b_token"))

@@ -30,7 +30,7 @@ from typing import Any
 
 from mailroom.domain.idempotency import IdempotencyRecord
 from mailroom.domain.outbox import DeliveryAttempt, OutgoingMail
-from mailroom.errors import StorageUnavailable
+from mailroom.errors import StorageUnavailable, Text
 from mailroom.ports import ClaimedMail, DeliveryResult, NewOutgoing
 
 log = logging.getLogger(__name__)
@@ -91,7 +91,7 @@ class OutboxProcess:
     def record(self, results: Sequence[DeliveryResult], *, again: bool = False) -> None:
         self._call("record", [_result_to_wire(r) for r in results], again=again)
 
-    def release(self, claims: Sequence[ClaimedMail], *, retry_at: datetime, error: str | None = None) -> None:
+    def release(self, claims: Sequence[ClaimedMail], *, retry_at: datetime, error: Text | None = None) -> None:
         self._call("release", list(claims), retry_at=retry_at, error=error)
 
     def extend_leases(self, claims: Sequence[ClaimedMail], *, until: datetime) -> set[str]:

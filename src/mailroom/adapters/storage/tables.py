@@ -85,7 +85,8 @@ mails = Table(
     Column("next_attempt_at", UtcDateTime),
     Column("claim_token", String(64)),
     Column("attempts", Integer, nullable=False, default=0),
-    Column("last_error", Text),
+    Column("last_error", Text),  # in English, for the API, the CLI and searches
+    Column("last_error_text", Text),  # the same as JSON {template, params}, for the UI to translate
     Column("server_name", String(255)),
     Column("sent_at", UtcDateTime),
     Column("finished_at", UtcDateTime),
