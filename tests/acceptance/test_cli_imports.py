@@ -55,3 +55,11 @@ def test_a_command_loads_the_database_layer_but_not_the_web_stack(tmp_path: Path
     modules = imported_by(tmp_path, "log", "--json")
     assert "sqlalchemy" in modules
     assert not [m for m in heavy(modules) if m.split(".")[0] in ("fastapi", "starlette", "uvicorn", "aiosmtpd")]
+
+
+def test_version_loads_neither_typer_nor_rich_and_help_loads_no_rich(tmp_path: Path) -> None:
+    """Typer and Rich are most of what is left of a call's start-up (#13 item 20): ``--version`` is answered
+    before Typer, and Rich comes only with the commands that print a table."""
+    version = imported_by(tmp_path, "--version")
+    assert not [m for m in version if m.split(".")[0] in ("typer", "click", "rich", "pydantic")]
+    assert not [m for m in imported_by(tmp_path, "log", "--help") if m.split(".")[0] == "rich"]

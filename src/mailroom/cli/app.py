@@ -40,14 +40,10 @@ app = typer.Typer(
 
 
 def _version(value: bool) -> None:
-    if value:
-        from importlib import metadata
+    if value:  # `mailroom --version` alone is answered in mailroom.cli; this is `--version` among others
+        from mailroom.cli import version
 
-        try:
-            version = metadata.version("mailroom")
-        except metadata.PackageNotFoundError:
-            version = "unknown"
-        typer.echo(f"mailroom {version}")
+        typer.echo(f"mailroom {version()}")
         raise typer.Exit()
 
 

@@ -4,7 +4,6 @@ from collections.abc import Sequence
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 
 from mailroom.cli import output
 from mailroom.cli.context import command_group, mailroom
@@ -61,6 +60,8 @@ def list_(ctx: typer.Context,
     if not uses:
         typer.echo("No rate limits. Set one with: mailroom limits set --server NAME --per-minute 100")
         return
+    from rich.table import Table  # here: only the listing commands print tables
+
     table = Table(box=None)
     for column in ("for", "name", "window", "used / limit"):
         table.add_column(column, no_wrap=column != "name", overflow="ellipsis")

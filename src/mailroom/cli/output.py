@@ -13,14 +13,13 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 import typer
-from rich.cells import cell_len
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
 
 from mailroom.domain.outbox import MailStatus
 
 if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.text import Text
+
     from mailroom.domain.log import LogPage
     from mailroom.domain.outbox import OutgoingMail
     from mailroom.domain.servers import SmtpServer
@@ -35,7 +34,10 @@ STATUS_STYLES = {
 
 def console(width: int | None = None) -> Console:
     # Built per call so the current sys.stdout is used (tests swap it); highlighting off because
-    # Rich would colour numbers and addresses in user data at random.
+    # Rich would colour numbers and addresses in user data at random. Rich is imported here, not with
+    # the module: commands that print no table (and every --help) do not pay for it.
+    from rich.console import Console
+
     return Console(highlight=False, width=width)
 
 
@@ -69,6 +71,8 @@ def print_rows(title: str, columns: Sequence[Column], rows: Sequence[Sequence[Te
     columns a long subject left only the id and the subject of the log. Here the widths are decided first:
     columns of rank 0 always, further ones while they fit, and only shared columns are cut.
     """
+    from rich.cells import cell_len
+    from rich.table import Table
     out = console()
     natural = [max([cell_len(column.header), *(row[i].cell_len for row in rows)]) for i, column in enumerate(columns)]
     least = [min(natural[i], column.min_width) if column.share else natural[i] for i, column in enumerate(columns)]
@@ -163,12 +167,14 @@ def printable(value: str) -> str:
 
 
 def text(value: object) -> Text:
+    from rich.text import Text
     # Text, not str: Rich would read "[...]" in a subject or SMTP reply as markup. Rich itself drops some
     # control codes silently and passes others (C1, bidi); escaping them shows what is really stored.
     return Text("-" if value is None or value == "" else printable(str(value)))
 
 
 def status_text(status: MailStatus | str) -> Text:
+    from rich.text import Text
     return Text(str(status), style=STATUS_STYLES.get(MailStatus(status), ""))
 
 
@@ -205,6 +211,7 @@ def print_log_page(page: LogPage) -> None:
 
 
 def print_mail(mail: OutgoingMail) -> None:
+    from rich.table import Table
     out = console()
     fields = Table.grid(padding=(0, 2))
     fields.add_column(style="bold", no_wrap=True)
@@ -288,6 +295,7 @@ def print_servers(servers: list[SmtpServer], limits: dict[str, str] | None = Non
 
 
 def print_probe(server: str, steps: list[ProbeStep]) -> None:
+    from rich.text import Text
     out = console()
     out.print(Text(f"Testing SMTP server {printable(repr(server))}:"))
     width = max((len(step.name) for step in steps), default=0)

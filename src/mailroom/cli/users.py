@@ -8,7 +8,6 @@ import sys
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.table import Table
 
 from mailroom.cli import output
 from mailroom.cli.context import command_group, mailroom
@@ -33,6 +32,8 @@ def permissions(as_json: Json = False) -> None:
     if as_json:
         output.print_json(declared)
         return
+    from rich.table import Table  # here: only the listing commands print tables
+
     table = Table("permission", "label", "allows", box=None)
     for p in declared:
         table.add_row(p.id, p.label, p.description)
@@ -113,6 +114,8 @@ def list_users(ctx: typer.Context, as_json: Json = False) -> None:
     if as_json:
         output.print_json([user_json(u) for u in found])
         return
+    from rich.table import Table  # here: only the listing commands print tables
+
     table = Table("e-mail", "name", "roles", "verified", "enabled", "created", box=None)
     for u in found:
         name = " ".join(part for part in (u.profile.first_name, u.profile.last_name) if part)
@@ -201,6 +204,8 @@ def list_tokens(ctx: typer.Context, email: EmailArgument, as_json: Json = False)
     if as_json:
         output.print_json(found)
         return
+    from rich.table import Table  # here: only the listing commands print tables
+
     table = Table("id", "name", "starts with", "created", "last used", "expires", "revoked", box=None)
     for t in found:
         table.add_row(t.id, output.text(t.name), t.hint, output.when(t.created_at, short=True),
