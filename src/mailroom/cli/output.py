@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import typer
 
+from mailroom import errors
 from mailroom.domain.outbox import MailStatus
 
 if TYPE_CHECKING:
@@ -139,6 +140,8 @@ def to_jsonable(value: Any) -> Any:
         return {str(k): to_jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple, set, frozenset)):
         return [to_jsonable(v) for v in value]
+    if isinstance(value, errors.Text):  # a message as template and values, for a script that translates it
+        return value.to_json()
     return value
 
 
