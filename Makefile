@@ -4,14 +4,35 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck unit bench reliability clean
+.PHONY: run test lint typecheck unit bench reliability clean editor
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
 
-run: $(STAMP)
+# The template editor's code editor (CodeMirror 6): web-editor/ bundled by esbuild into one static file. npm ci
+# runs once per package-lock.json (its stamp); the bundle is rebuilt when its sources change. Without npm the
+# editor page keeps its plain textareas, and the browser tests of the editor fail in CI (CI=true).
+EDITOR_DIR := web-editor
+EDITOR_STAMP := $(EDITOR_DIR)/node_modules/.mailroom-installed
+EDITOR_JS := src/mailroom/web/static/editor.js
+
+$(EDITOR_STAMP): $(EDITOR_DIR)/package.json $(EDITOR_DIR)/package-lock.json
+	cd $(EDITOR_DIR) && npm ci --no-audit --no-fund
+	touch $(EDITOR_STAMP)
+
+ifneq ($(shell command -v npm 2>/dev/null),)
+$(EDITOR_JS): $(EDITOR_STAMP) $(wildcard $(EDITOR_DIR)/src/*.js)
+	cd $(EDITOR_DIR) && npm run --silent build
+else
+$(EDITOR_JS):
+	@echo "npm not found: $(EDITOR_JS) is not built, the template editor stays a plain textarea"
+endif
+
+editor: $(EDITOR_JS)
+
+run: $(STAMP) editor
 	$(BIN)/mailroom dev
 
 lint: $(STAMP)
@@ -24,7 +45,7 @@ typecheck: $(STAMP)
 # A file stays in one process (module fixtures, the chaos tests' worker processes). The schemathesis run
 # goes alone: under xdist its generated tests are not collected at all (2 of 25 would run, silently).
 API_SCHEMA_TESTS := tests/web/test_api_schema.py
-test: lint typecheck
+test: lint typecheck editor
 	$(BIN)/pytest -n 3 --dist loadfile --ignore=$(API_SCHEMA_TESTS)
 	$(BIN)/pytest $(API_SCHEMA_TESTS)
 
@@ -52,4 +73,4 @@ reliability: $(STAMP)
 	$(BIN)/python bench/reliability.py $(RELIABILITY_ARGS)
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache $(EDITOR_DIR)/node_modules $(EDITOR_JS)

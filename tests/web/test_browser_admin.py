@@ -16,6 +16,7 @@ from mailroom.domain.servers import Security
 from mailroom.domain.users import Profile
 from tests.support.smtp_servers import SmtpServerHandle
 from tests.web.conftest import ADMIN, PASSWORD, browser_login
+from tests.web.test_template_code_editor import code_field, fill_code
 
 RESET = "/templates/mailroom.account/password_reset/en"
 
@@ -45,8 +46,8 @@ def test_edit_preview_save_and_restore_a_template(page: Any) -> None:
     expect(preview.get_by_text("Hello Ann,")).to_be_visible()
 
     page.get_by_label("Subject", exact=True).fill("Your new {{ application_name }} password")
-    page.locator("textarea[name=html]").fill('{% extends "layout.html" %}{% block content %}'
-                                             "<p>Dear {{ first_name }}, pick a password.</p>{% endblock %}")
+    fill_code(page, "html", '{% extends "layout.html" %}{% block content %}'
+                            "<p>Dear {{ first_name }}, pick a password.</p>{% endblock %}")
     page.get_by_role("button", name="Preview").click()
     expect(preview.get_by_text("Dear Ann, pick a password.")).to_be_visible()
     expect(page.locator("[data-preview-subject]")).to_have_text("Your new Acme password")
@@ -69,11 +70,11 @@ def test_edit_preview_save_and_restore_a_template(page: Any) -> None:
 def test_a_syntax_error_points_at_its_line(page: Any) -> None:
     browser_login(page)
     page.goto(RESET)
-    page.locator("textarea[name=text]").fill("Hello {{ first_name }},\n\n{% if %}\n")
+    fill_code(page, "text", "Hello {{ first_name }},\n\n{% if %}\n")
     page.get_by_role("button", name="Save").click()
     expect(page.get_by_test_id("editor-error")).to_contain_text("Syntax error in the text body, line 3")
-    expect(page.locator("textarea[name=text]")).to_be_focused()
-    expect(page.locator("textarea[name=text]")).to_have_attribute("aria-invalid", "true")
+    expect(code_field(page, "text")).to_be_focused()
+    expect(code_field(page, "text")).to_have_attribute("aria-invalid", "true")
 
 
 def test_a_wrong_smtp_password_fails_the_test_at_login(

@@ -37,6 +37,12 @@ PAGE_CSP = ("default-src 'self'; img-src 'self' data:; style-src 'self'; script-
 MAIL_BODY_CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'; sandbox"
 
 
+def page_csp(style_nonce: str) -> str:
+    """PAGE_CSP that also allows the ``<style>`` elements carrying ``style_nonce``: the template editor's
+    CodeMirror writes its styles into such elements, and a nonce admits them without 'unsafe-inline'."""
+    return PAGE_CSP.replace("style-src 'self'", f"style-src 'self' 'nonce-{style_nonce}'", 1)
+
+
 @dataclass
 class WebSession:
     csrf: str = field(default_factory=lambda: secrets.token_urlsafe(32))

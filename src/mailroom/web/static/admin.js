@@ -14,6 +14,10 @@
   function pointAt(part, line) {
     const field = part && document.querySelector(`#template-form [name="${part}"]`);
     if (!field) return;
+    if (field.dataset.editor) {  // hidden behind the code editor (editor.js), which marks the line itself
+      field.dispatchEvent(new CustomEvent("mailroom:point-at", { detail: { line } }));
+      return;
+    }
     field.focus();
     if (line > 0 && typeof field.setSelectionRange === "function") {
       const lines = field.value.split("\n");
@@ -42,6 +46,8 @@
         return;
       }
       show(error, "");
+      document.querySelectorAll("#template-form [data-editor]")
+        .forEach((field) => field.dispatchEvent(new CustomEvent("mailroom:clear-error")));
       panel.querySelector("[data-preview-subject]").textContent = data.subject;
       panel.querySelector("[data-preview-text]").textContent = data.text;
     } catch (failure) {

@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import json
 import re
+import secrets
 from dataclasses import dataclass, replace
 from html import escape
+from importlib import resources
+from importlib.resources.abc import Traversable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Form, Request
@@ -25,13 +28,17 @@ from mailroom.web.context import csrf_form, room
 from mailroom.web.i18n import error_text, translate
 from mailroom.web.i18n import gettext as _
 from mailroom.web.pages import render, see_other
-from mailroom.web.security import MAIL_BODY_CSP
+from mailroom.web.security import MAIL_BODY_CSP, page_csp
 
 router = APIRouter(include_in_schema=False)
 
 FormText = Annotated[str, Form()]
 
 _PART = re.compile(r"\((subject|html|text)\)$")
+
+# The code editor (CodeMirror, built from web-editor/ by `make editor`). Not in the repo: a checkout that was
+# not built serves the page with its plain textareas, and no script tag that would only 404.
+EDITOR_BUNDLE: Traversable = resources.files("mailroom.web") / "static" / "editor.js"
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,13 +193,18 @@ def editor_page(request: Request, caller: Subject, current: Template, draft: Dra
     except InvalidInput as exc:
         preview_error = describe(exc).message
     who = saver_names(request, caller)
-    return render(request, "templates_edit.html", status_code=status_code, current=current, draft=draft,
+    # Looked up per request (a stat), so a bundle built while the server runs is used without a restart.
+    nonce = secrets.token_urlsafe(18) if EDITOR_BUNDLE.is_file() else None
+    page = render(request, "templates_edit.html", status_code=status_code, current=current, draft=draft,
                   template_set=templates.get_set(caller, current.set_id), versions=versions, error=error,
                   notice=notice, diff_lines=diff_lines, diff_old=old if old is not None else _older(versions),
                   diff_new=new if new is not None else (versions[0].version if versions else None),
                   saved_preview=saved_preview, preview_error=preview_error, kind_label=kind_label,
                   has_default=templates.has_default(caller, *key), saved_by=who,
-                  path=template_path(*key))
+                  path=template_path(*key), csp_nonce=nonce)
+    if nonce:
+        page.headers["Content-Security-Policy"] = page_csp(nonce)
+    return page
 
 
 def _older(versions: list[TemplateVersion]) -> int | None:
