@@ -8,7 +8,7 @@ from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
 from mailroom import SYSTEM, Mailroom
-from mailroom.cli.app import app as cli_app
+from mailroom.cli.app import register_commands
 from mailroom.domain.rate_limits import LimitScope
 
 API = "/api/v1"
@@ -48,11 +48,11 @@ def test_the_cli_sets_and_lists_limits(room: Mailroom) -> None:
     url = room.settings.database_url
     env = {"MAILROOM_DATABASE_URL": url, "MAILROOM_SECRET_KEY_FILE": room.settings.secret_key_file, "COLUMNS": "80"}
     runner = CliRunner()
-    done = runner.invoke(cli_app, ["limits", "set", "--server", "relay", "--per-hour", "50"], env=env)
+    done = runner.invoke(register_commands(), ["limits", "set", "--server", "relay", "--per-hour", "50"], env=env)
     assert done.exit_code == 0, done.output
-    listed = runner.invoke(cli_app, ["limits", "list"], env=env)
+    listed = runner.invoke(register_commands(), ["limits", "list"], env=env)
     assert listed.exit_code == 0 and "relay" in listed.output and "0 / 50" in listed.output, listed.output
-    refused = runner.invoke(cli_app, ["limits", "set", "--server", "relay"], env=env)
+    refused = runner.invoke(register_commands(), ["limits", "set", "--server", "relay"], env=env)
     assert refused.exit_code != 0 and "--per-minute" in str(refused.exception)
 
 
@@ -78,11 +78,12 @@ def test_smtp_list_shows_each_servers_use_of_each_window(room: Mailroom) -> None
     env = {"MAILROOM_DATABASE_URL": room.settings.database_url,
            "MAILROOM_SECRET_KEY_FILE": room.settings.secret_key_file, "COLUMNS": "160"}
     runner = CliRunner()
-    assert runner.invoke(cli_app, ["limits", "set", "--server", "relay", "--per-minute", "100"], env=env).exit_code == 0
+    cli = register_commands()
+    assert runner.invoke(cli, ["limits", "set", "--server", "relay", "--per-minute", "100"], env=env).exit_code == 0
     room.rate_limit_store.reserve([LimitScope.server(room.servers.get(SYSTEM, "relay").id)], room.clock.now())
-    listed = runner.invoke(cli_app, ["smtp", "list"], env=env)
+    listed = runner.invoke(register_commands(), ["smtp", "list"], env=env)
     assert "1/100 per minute" in listed.output, listed.output
-    as_json = runner.invoke(cli_app, ["smtp", "list", "--json"], env=env)
+    as_json = runner.invoke(register_commands(), ["smtp", "list", "--json"], env=env)
     assert '"used": 1' in as_json.output and '"limit": 100' in as_json.output
 
 

@@ -1,4 +1,5 @@
-"""The ``mailroom`` command line: ``main()`` is the console script, ``app`` the Typer application.
+"""The ``mailroom`` command line: ``main()`` is the console script; ``mailroom.cli.app.register_commands()``
+gives the Typer application with every command (for tests and embedding).
 
 ``mailroom --version`` is answered here, before Typer and the commands are imported (they are most of a
 CLI call's start-up); everything else goes to :mod:`mailroom.cli.app`.
@@ -8,7 +9,6 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
-from typing import Any
 
 
 def version() -> str:
@@ -30,12 +30,4 @@ def main(argv: Sequence[str] | None = None) -> None:
     run(args)
 
 
-def __getattr__(name: str) -> Any:
-    if name == "app":
-        from mailroom.cli.app import app
-
-        return app
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-__all__ = ["app", "main", "version"]
+__all__ = ["main", "version"]

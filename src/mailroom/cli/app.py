@@ -5,6 +5,7 @@ on stderr and an exit code from :mod:`mailroom.cli.errors`.
 """
 
 import gc
+import importlib
 import sys
 import time
 from collections.abc import Sequence
@@ -13,15 +14,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from mailroom.cli import dev as dev_commands
-from mailroom.cli import mail as mail_commands
 from mailroom.cli.context import HELP_LAYOUT, CliState, mailroom, setup_logging, state
 from mailroom.cli.errors import OK, WorkerNotAlive, exit_code_for, one_line
-from mailroom.cli.limits import limits_app
-from mailroom.cli.secrets import secrets_app
-from mailroom.cli.smtp import smtp_app
-from mailroom.cli.templates import templates_app
-from mailroom.cli.users import permissions, users_app
 from mailroom.errors import ConfigurationError, StorageUnavailable
 
 if TYPE_CHECKING:
@@ -61,23 +55,6 @@ def root(
     ctx.obj = CliState(config=str(config) if config else None, database_url=database_url)
 
 
-app.command("send")(mail_commands.send)
-app.command("log")(mail_commands.log)
-app.command("show")(mail_commands.show)
-app.command("retry")(mail_commands.retry)
-app.command("cancel")(mail_commands.cancel)
-app.command("delete")(mail_commands.delete)
-app.add_typer(smtp_app, name="smtp")
-app.add_typer(limits_app, name="limits")
-app.add_typer(templates_app, name="templates")
-app.add_typer(users_app, name="user")
-app.add_typer(secrets_app, name="secrets")
-app.command("permissions")(permissions)
-app.command("sink")(dev_commands.sink)
-app.command("dev")(dev_commands.dev)
-
-
-@app.command("worker")
 def worker(
     ctx: typer.Context,
     check_alive: Annotated[bool, typer.Option(
@@ -138,7 +115,6 @@ def _when_the_database_answers(ctx: typer.Context) -> "Mailroom":
             delay = min(10.0, delay * 2)
 
 
-@app.command("serve")
 def serve(
     ctx: typer.Context,
     host: Annotated[str | None, typer.Option("--host", help="Address to listen on (MAILROOM_WEB_HOST).")] = None,
@@ -157,7 +133,6 @@ def serve(
     uvicorn.run(create_app(room), host=host, port=port, log_level=room.settings.log_level.lower())
 
 
-@app.command("keygen")
 def keygen() -> None:
     """Print a new secret key for MAILROOM_SECRET_KEY (encrypts stored SMTP passwords)."""
     from mailroom.adapters.secrets import generate_key
@@ -165,19 +140,60 @@ def keygen() -> None:
     typer.echo(generate_key())
 
 
-@app.command("migrate")
 def migrate(ctx: typer.Context) -> None:
     """Create or upgrade the database schema."""
     room = mailroom(ctx)  # building the facade migrates
     typer.echo(f"database {room.database.url.render_as_string(hide_password=True)} is up to date")
 
 
+# Every command in the order --help lists them: (name, module, attribute, whether it is a group of commands).
+# A module is imported when its command is named on the command line, or all of them for the list of commands
+# (`mailroom --help`, an unknown command): a CLI call does not pay for the modules of the other commands.
+COMMANDS: tuple[tuple[str, str, str, bool], ...] = (
+    ("send", "mailroom.cli.mail", "send", False),
+    ("log", "mailroom.cli.mail", "log", False),
+    ("show", "mailroom.cli.mail", "show", False),
+    ("retry", "mailroom.cli.mail", "retry", False),
+    ("cancel", "mailroom.cli.mail", "cancel", False),
+    ("delete", "mailroom.cli.mail", "delete", False),
+    ("smtp", "mailroom.cli.smtp", "smtp_app", True),
+    ("limits", "mailroom.cli.limits", "limits_app", True),
+    ("templates", "mailroom.cli.templates", "templates_app", True),
+    ("user", "mailroom.cli.users", "users_app", True),
+    ("secrets", "mailroom.cli.secrets", "secrets_app", True),
+    ("permissions", "mailroom.cli.users", "permissions", False),
+    ("sink", "mailroom.cli.dev", "sink", False),
+    ("dev", "mailroom.cli.dev", "dev", False),
+    ("worker", __name__, "worker", False),
+    ("serve", __name__, "serve", False),
+    ("keygen", __name__, "keygen", False),
+    ("migrate", __name__, "migrate", False),
+)
+_registered: set[str] = set()
+
+
+def register_commands(args: Sequence[str] | None = None) -> typer.Typer:
+    """Add to ``app`` the commands named in ``args``, or every command when none is (or ``args`` is None)."""
+    named = {name for name, *_ in COMMANDS} & set(args or ())
+    for name, module, attribute, group in COMMANDS:
+        if name in _registered or (named and name not in named):
+            continue
+        target = getattr(importlib.import_module(module), attribute)
+        if group:
+            app.add_typer(target, name=name)
+        else:
+            app.command(name)(target)
+        _registered.add(name)
+    return app
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Console-script entry point: run the CLI and exit with the code of the exit-code table."""
-    command = typer.main.get_command(app)
+    args = list(sys.argv[1:] if argv is None else argv)
+    command = typer.main.get_command(register_commands(args))
     try:
         # standalone_mode=False: errors reach us instead of Click printing them and exiting with 2.
-        result = command.main(args=list(argv) if argv is not None else None, prog_name="mailroom",
+        result = command.main(args=args, prog_name="mailroom",
                               standalone_mode=False)
     except Exception as exc:
         code = exit_code_for(exc)
