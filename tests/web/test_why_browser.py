@@ -17,11 +17,12 @@ TEXTS = {
     "en": {"warning": "No SMTP server is enabled: a mail sent now waits in the queue until one is.",
            "queued": "The mail is queued, but it cannot go out: no SMTP server is enabled.",
            "detail": "This mail cannot go out: no SMTP server is enabled.",
-           "next": "once an SMTP server is enabled"},
+           "next": "once an SMTP server is enabled", "last error": "no enabled SMTP server is configured"},
     "de": {"warning": "Kein SMTP-Server ist aktiviert: Eine jetzt gesendete Mail wartet in der Warteschlange",
            "queued": "Die Mail ist in der Warteschlange, kann aber nicht versendet werden",
            "detail": "Diese Mail kann nicht versendet werden: Kein SMTP-Server ist aktiviert.",
-           "next": "sobald ein SMTP-Server aktiviert ist"},
+           "next": "sobald ein SMTP-Server aktiviert ist",
+           "last error": "Es ist kein aktiver SMTP-Server eingerichtet"},
 }
 
 
@@ -67,7 +68,7 @@ def test_a_mail_that_cannot_go_out_says_why(browser: Any, live_server: str, room
         reason = page.get_by_test_id("cannot-go-out")
         assert reason.is_visible() and texts["detail"] in reason.inner_text()
         facts = page.locator("dl.facts").first.inner_text()
-        assert "no enabled SMTP server is configured" in facts  # the mail's last error
+        assert texts["last error"] in facts  # the mail's last error, in the reader's language
         assert texts["next"] in facts
         page.screenshot(path=str(ARTIFACTS / f"{shot}-3-mail-says-why.png"), full_page=True)
     finally:
