@@ -17,7 +17,7 @@ from mailroom import SYSTEM, Mail, Mailroom
 from mailroom.domain.users import Profile
 from mailroom.errors import InvalidAddress, InvalidTransition, Text, WeakPassword
 from mailroom.web import i18n
-from tests.support.smtp_servers import SmtpServerHandle
+from tests.support.smtp_servers import Behaviour, SmtpServerHandle
 from tests.support.ui_pages import ANONYMOUS_PAGES, Filled, admin_pages, fill
 from tests.web.conftest import ADMIN, PASSWORD, csrf_of, log_in
 
@@ -224,6 +224,21 @@ def test_a_mails_stored_last_error_reads_in_the_readers_language(german: TestCli
     waiting = room.send_mail(SYSTEM, Mail(to="wartet@example.org", subject="Wartet", text="Hallo"))
     page = german.get(f"/log/{waiting}").text
     assert "Es ist kein aktiver SMTP-Server eingerichtet" in page and "no enabled SMTP server" not in page
+
+
+def test_an_attempt_in_mailrooms_own_words_reads_in_the_readers_language(
+        german: TestClient, filled: Filled, room: Mailroom, smtp_server: SmtpServerHandle) -> None:
+    """A connection dropped after DATA has no reply of the server's: the attempt row says so in mailroom's
+    words, which a German reader reads in German (the server's own replies stay as they came)."""
+    smtp_server.behaviour = Behaviour.DROP
+    dropped = room.send_mail(SYSTEM, Mail(to="abbruch@example.org", subject="Abbruch", text="Hallo"))
+    room.deliver_pending()
+    smtp_server.behaviour = Behaviour.ACCEPT
+    [attempt] = room.get_mail(SYSTEM, dropped).attempt_log
+    assert attempt.code is None and attempt.reply is not None and "connection dropped" in attempt.reply
+    page = german.get(f"/log/{dropped}").text
+    assert page.count("Verbindung abgebrochen") >= 2  # the last error and the attempt's row
+    assert "connection dropped" not in page
 
 
 def test_every_delivery_message_has_its_german() -> None:

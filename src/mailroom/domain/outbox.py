@@ -91,6 +91,8 @@ class DeliveryAttempt:
     reply: str | None = None
     uncertain: bool = False
     """The server went silent after the whole message: it may have arrived (it is sent again by default)."""
+    reply_text: Text | None = None
+    """``reply`` as words to translate when they are mailroom's own (a dropped connection), not the server's."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -76,9 +76,10 @@ class DeliverMail:
         # stored copy must show it too.
         lent = (sender, message, new_message_id) if message is not claim.message and report.code is not None \
             else None
-        return self._result(claim, started, clock_start, server.name, verdict, code=report.code,
-                            reply=report.reply if report.code is not None else _english(verdict.error),
-                            lent_from=lent)
+        if report.code is not None:
+            return self._result(claim, started, clock_start, server.name, verdict, code=report.code,
+                                reply=report.reply, lent_from=lent)
+        return self._result(claim, started, clock_start, server.name, verdict, lent_from=lent)
 
     def _failure(self, claim: ClaimedMail, started: datetime, clock_start: float, server: SmtpServer,
                  error: DeliveryError) -> DeliveryResult:
@@ -94,16 +95,21 @@ class DeliverMail:
             status = _failed_or_partly(claim)
         recipient_status = (RecipientStatus.DEFERRED if status is MailStatus.DEFERRED else RecipientStatus.REFUSED)
         answers: dict[str, RecipientAnswer] = {
-            r: (recipient_status, error.code, error.reply or str(error)) for r in claim.recipients}
+            # A recipient keeps what the server answered; a dropped connection is no answer (the attempt says it).
+            r: (recipient_status, error.code, error.reply) for r in claim.recipients}
         return self._result(claim, started, clock_start, error.server or server.name,
                             Verdict(status=status, next_attempt_at=verdict.next_attempt_at, error=verdict.error,
                                     recipients=answers),
-                            code=error.code, reply=error.reply or str(error), uncertain=error.uncertain)
+                            code=error.code, reply=error.reply, reply_text=None if error.reply else error.text,
+                            uncertain=error.uncertain)
 
     def _result(self, claim: ClaimedMail, started: datetime, clock_start: float, server: str | None,
                 verdict: Verdict, *, code: int | None = None, reply: str | None = None,
-                uncertain: bool = False, attempted: bool = True,
+                reply_text: Text | None = None, uncertain: bool = False, attempted: bool = True,
                 lent_from: tuple[str, bytes, str | None] | None = None) -> DeliveryResult:
+        if reply is None:  # no answer of the server's to show: the attempt says in mailroom's words what happened
+            reply_text = reply_text or verdict.error
+            reply = _english(reply_text)
         return DeliveryResult(
             mail_id=claim.id, claim_token=claim.claim_token, status=verdict.status,
             next_attempt_at=verdict.next_attempt_at, error=verdict.error,
@@ -112,8 +118,7 @@ class DeliverMail:
             all_recipients=claim.all_recipients, attempted=attempted, lent_from=lent_from,
             attempt=DeliveryAttempt(number=claim.attempts, started_at=started, duration_ms=_ms(clock_start),
                                     server_name=server, outcome=verdict.status, code=code,
-                                    reply=reply if reply is not None else _english(verdict.error),
-                                    uncertain=uncertain),
+                                    reply=reply, reply_text=reply_text, uncertain=uncertain),
         )
 
 

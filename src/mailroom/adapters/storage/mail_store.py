@@ -280,7 +280,7 @@ class SqlMailStore:
                 "mail_id": r.mail_id, "number": r.attempt.number, "started_at": r.attempt.started_at,
                 "duration_ms": r.attempt.duration_ms, "server_name": r.attempt.server_name,
                 "outcome": r.attempt.outcome.value, "code": r.attempt.code, "reply": r.attempt.reply,
-                "uncertain": r.attempt.uncertain,
+                "reply_text": _stored_text(r.attempt.reply_text), "uncertain": r.attempt.uncertain,
             } for r in attempted])
             holders = _HOLDERS_LOCKED if self._db.is_postgres else _HOLDERS
             rows = holders.rows(conn, [r.mail_id for r in results])
@@ -546,7 +546,7 @@ class SqlMailStore:
             attempts = tuple(
                 DeliveryAttempt(number=a.number, started_at=a.started_at, duration_ms=a.duration_ms,
                                 server_name=a.server_name, outcome=MailStatus(a.outcome), code=a.code,
-                                reply=a.reply, uncertain=a.uncertain)
+                                reply=a.reply, uncertain=a.uncertain, reply_text=_loaded_text(a.reply_text))
                 for a in conn.execute(select(mail_attempts).where(mail_attempts.c.mail_id == mail_id)
                                       .order_by(mail_attempts.c.id))
             )
@@ -710,7 +710,7 @@ def _to_outgoing(row: Row[Any], recipients: tuple[RecipientResult, ...],
         id=row.id, status=MailStatus(row.status), subject=row.subject, sender=row.sender,
         recipients=recipients, priority=priority, queued_at=row.queued_at,
         next_attempt_at=row.next_attempt_at, attempts=row.attempts, last_error=row.last_error,
-        last_error_text=Text.from_json(json.loads(row.last_error_text)) if row.last_error_text else None,
+        last_error_text=_loaded_text(row.last_error_text),
         server_name=row.server_name, message_id=row.message_id, sent_at=row.sent_at,
         finished_at=row.finished_at, send_at=row.send_at, expires_at=row.expires_at,
         smtp_hint=row.smtp_hint, tags=tuple(t for t in (row.tags or "").split(",") if t),
@@ -738,6 +738,10 @@ def _english(text: Text | None) -> str | None:
 def _stored_text(text: Text | None) -> str | None:
     """A last error as its template and values (JSON), so that each edge shows it in its own language."""
     return None if text is None else json.dumps(text.to_json(), ensure_ascii=False)
+
+
+def _loaded_text(stored: str | None) -> Text | None:
+    return Text.from_json(json.loads(stored)) if stored else None
 
 
 def _give_back(conn: Connection, claims: list[tuple[str, str, int]], *, retry_at: datetime,

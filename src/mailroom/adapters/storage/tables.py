@@ -132,6 +132,7 @@ mail_attempts = Table(
     Column("outcome", String(16), nullable=False),
     Column("code", SmallInteger),
     Column("reply", Text),
+    Column("reply_text", Text),  # when the reply is mailroom's own words: as JSON {template, params}
     Column("uncertain", Boolean, nullable=False, default=False),  # silence after DATA: it may have arrived
     Index(None, "mail_id"),
 )

@@ -1,4 +1,5 @@
-"""a mail's last error also as its template and values, so that the UI shows it in the reader's language
+"""a mail's last error (and an attempt's reply in mailroom's own words) also as template and values, so that
+the UI shows them in the reader's language
 
 Revision ID: 0012_error_texts
 Revises: 0011_rate_limits
@@ -18,8 +19,10 @@ depends_on = None
 def upgrade() -> None:
     # A plain ADD COLUMN on both databases: no table rebuild, however many mails the log holds.
     op.add_column("mailroom_mails", sa.Column("last_error_text", sa.Text(), nullable=True))
+    op.add_column("mailroom_mail_attempts", sa.Column("reply_text", sa.Text(), nullable=True))
 
 
 def downgrade() -> None:
     # Not a batch: rebuilding the table would cascade the delete into the mails' contents on SQLite.
+    op.drop_column("mailroom_mail_attempts", "reply_text")
     op.drop_column("mailroom_mails", "last_error_text")
