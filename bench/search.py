@@ -4,7 +4,8 @@ A fresh database (an SQLite file in a temp dir; PostgreSQL: a fresh database on 
 filled directly with ``--mails`` mails and their recipients: no MIME content (the log search reads only
 mailroom_mails and mailroom_mail_recipients), each mail's row generated in the database by one
 ``INSERT ... SELECT`` over a number sequence (SQLite: a recursive CTE; PostgreSQL: generate_series), values
-picked by multiplicative hashes of the mail's number from small lookup tables:
+picked by multiplicative hashes of the mail's number from small lookup tables (the secondary indexes are dropped
+for the inserts and created again after them from the database's own definitions):
 
 - ids as mailroom makes them: 32 hex digits, time-ordered (the queued_at millisecond first, then the number);
 - queued_at spread evenly over the last 90 days, so id order is queued_at order;
@@ -216,6 +217,22 @@ def _recipients_sql(dialect: str, mails: int, start_ms: int, span_ms: int) -> st
         "JOIN bench_addresses a ON a.n = CASE p.p WHEN 0 THEN b.h_a0 WHEN 1 THEN b.h_a1 ELSE b.h_a2 END")
 
 
+def _secondary_indexes(cursor: Any, dialect: str) -> list[tuple[str, str]]:
+    """Name and definition, as the database itself states them, of every index on the two filled tables other
+    than the primary keys: dropped before the inserts and created again after them, because building an index
+    from a full table is several times faster than growing it by a million random keys (a fresh index is also
+    denser than a grown one; a few per cent fewer pages to read)."""
+    if dialect == "sqlite":
+        cursor.execute("SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL "
+                       "AND tbl_name IN ('mailroom_mails', 'mailroom_mail_recipients') ORDER BY name")
+    else:
+        cursor.execute("SELECT i.relname, pg_get_indexdef(i.oid) FROM pg_index x "
+                       "JOIN pg_class i ON i.oid = x.indexrelid JOIN pg_class t ON t.oid = x.indrelid "
+                       "WHERE t.relname IN ('mailroom_mails', 'mailroom_mail_recipients') "
+                       "AND NOT x.indisprimary AND NOT x.indisunique ORDER BY i.relname")
+    return [(name, definition) for name, definition in cursor.fetchall()]
+
+
 LOOKUPS = ("bench_addresses", "bench_subjects", "bench_senders", "bench_tags", "bench_positions")
 
 
@@ -232,8 +249,7 @@ def fill(database: Database, corpus: Corpus, mails: int, end: datetime) -> None:
         driver: Any = pooled.dbapi_connection
         cursor = driver.cursor()
         if dialect == "sqlite":
-            # Bench connection only: a big page cache keeps the recipients' email index in memory while
-            # 1,000,000 random keys go in (the default 2 MB makes every insert a disk read).
+            # Bench connection only: a big page cache for the index builds (the default is 2 MB).
             cursor.execute("PRAGMA cache_size = -262144")
             cursor.execute("BEGIN")
         cursor.execute("CREATE TABLE bench_addresses (n INTEGER PRIMARY KEY, email TEXT NOT NULL)")
@@ -248,9 +264,16 @@ def fill(database: Database, corpus: Corpus, mails: int, end: datetime) -> None:
         cursor.executemany(f"INSERT INTO bench_tags VALUES ({mark}, {mark})", list(enumerate(corpus.tags)))
         cursor.executemany(f"INSERT INTO bench_positions VALUES ({mark})", [(0,), (1,), (2,)])
         generating = time.perf_counter()
+        indexes = _secondary_indexes(cursor, dialect)
+        for name, _definition in indexes:
+            cursor.execute(f'DROP INDEX "{name}"')
         cursor.execute(_mails_sql(dialect, mails, start_ms, span_ms))
         cursor.execute(_recipients_sql(dialect, mails, start_ms, span_ms))
         recipients = cursor.rowcount
+        indexing = time.perf_counter()
+        for _name, definition in indexes:
+            cursor.execute(definition)
+        indexed = time.perf_counter() - indexing
         generated = time.perf_counter() - generating
         for table in LOOKUPS:
             cursor.execute(f"DROP TABLE {table}")
@@ -258,7 +281,8 @@ def fill(database: Database, corpus: Corpus, mails: int, end: datetime) -> None:
             cursor.execute("COMMIT")
         else:
             driver.commit()
-        print(f"generated {mails:,} mails ({recipients:,} recipients) in {generated:.1f} s on {dialect}", flush=True)
+        print(f"generated {mails:,} mails ({recipients:,} recipients) in {generated:.1f} s on {_label(dialect)} "
+              f"(of which rebuilding {len(indexes)} indexes {indexed:.1f} s)", flush=True)
         analysing = time.perf_counter()
         if dialect == "sqlite":
             cursor.execute("ANALYZE")
