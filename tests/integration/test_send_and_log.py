@@ -26,6 +26,7 @@ from mailroom import (
 )
 from mailroom.adapters.storage.mail_store import SqlMailStore
 from mailroom.adapters.storage.tables import mail_contents, mail_recipients, mails
+from mailroom.domain.log_search import parse_search
 from mailroom.domain.outbox import DeliveryAttempt
 from mailroom.domain.permissions import READ_MAIL
 from mailroom.errors import Text
@@ -117,6 +118,23 @@ def test_bulk_send_and_search(mailroom: Mailroom) -> None:
     assert mailroom.search_mail_log(SYSTEM, queued_after=future).total == 0
     assert mailroom.search_mail_log(SYSTEM, queued_before=future).total == 30
     assert mailroom.search_mail_log(SYSTEM, text="100%_").total == 0  # LIKE wildcards are escaped
+
+
+def test_to_with_a_whole_address_finds_that_recipient_and_a_part_any_containing_it(mailroom: Mailroom) -> None:
+    mailroom.send_mails(SYSTEM, [Mail(to="Ann.Lee@Example.org", subject="exact", text="t"),
+                                 Mail(to="jo@example.org", cc="ann.lee@example.org", subject="cc", text="t"),
+                                 Mail(to="joann.lee@example.org", subject="longer", text="t"),
+                                 Mail(to="ann.lee@example.org.uk", subject="other domain", text="t")])
+
+    def subjects(query: str) -> set[str]:
+        return {m.subject for m in mailroom.search_mail_log(SYSTEM, terms=parse_search(query).terms).items}
+
+    assert subjects("to:ann.lee@example.org") == {"exact", "cc"}  # any case, any kind of recipient
+    assert subjects("to:ANN.LEE@EXAMPLE.ORG") == {"exact", "cc"}
+    assert subjects("-to:ann.lee@example.org") == {"longer", "other domain"}
+    assert subjects("to:ann.lee") == {"exact", "cc", "longer", "other domain"}  # a part: any containing it
+    assert subjects("to:@example.org") == {"exact", "cc", "longer", "other domain"}
+    assert mailroom.search_mail_log(SYSTEM, recipient="ann.lee@example.org").total == 2
 
 
 def test_cancel_retry_delete(mailroom: Mailroom) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections import defaultdict
 from collections.abc import Sequence
 from datetime import datetime, timedelta
@@ -14,6 +15,7 @@ from sqlalchemy import (
     Connection,
     Dialect,
     Row,
+    Select,
     Table,
     and_,
     bindparam,
@@ -406,13 +408,8 @@ class SqlMailStore:
 
     def search(self, query: LogQuery) -> LogPage:
         conditions = _conditions(query)
-        column = _SORT_COLUMNS[query.sort]
-        order = [column.desc() if query.descending else column.asc(),
-                 mails.c.id.desc() if query.descending else mails.c.id.asc()]
         with self._db.read() as conn:
-            rows = conn.execute(
-                select(mails).where(*conditions).order_by(*order).offset(query.offset).limit(query.limit)
-            ).all()
+            rows = conn.execute(search_page(query)).all()
             total = conn.execute(select(func.count()).select_from(mails).where(*conditions)).scalar_one() \
                 if query.with_total else None
             recipients = self._recipients(conn, [row.id for row in rows])
@@ -661,6 +658,27 @@ def _like(text: str) -> str:
     return f"%{escaped}%"
 
 
+def search_page(query: LogQuery) -> Select[Any]:
+    """The statement of one page of the log (its EXPLAIN is pinned by the tests)."""
+    column = _SORT_COLUMNS[query.sort]
+    order = [column.desc() if query.descending else column.asc(),
+             mails.c.id.desc() if query.descending else mails.c.id.asc()]
+    return select(mails).where(*_conditions(query)).order_by(*order).offset(query.offset).limit(query.limit)
+
+
+# A whole address (name@domain.tld), as `to:` takes it to mean that recipient: no spaces, one @, a dot after it.
+_WHOLE_ADDRESS = re.compile(r"[^\s@]+@[^\s@]+\.[^\s@]+")
+
+
+def _to_recipient(value: str) -> ColumnElement[bool]:
+    """Mails to exactly this address (any case), from the recipients' index; a part of an address (``ann``,
+    ``@example.org``) matches any recipient containing it, by a scan of the mails' recipient summaries."""
+    if _WHOLE_ADDRESS.fullmatch(value):
+        return mails.c.id.in_(select(mail_recipients.c.mail_id)
+                              .where(func.lower(mail_recipients.c.email) == value.lower()))
+    return _contains(mails.c.receiver, value)
+
+
 def _contains(column: ColumnElement[Any], text: str) -> ColumnElement[bool]:
     """Case-insensitive substring; NULL counts as empty, so that a negated term keeps rows without a value."""
     return func.lower(func.coalesce(column, "")).like(_like(text), escape="\\")
@@ -674,9 +692,11 @@ def _term_condition(term: SearchTerm) -> ColumnElement[bool]:
         condition = or_(_contains(mails.c.subject, term.value), _contains(mails.c.receiver, term.value))
     elif term.field is TermField.TAG:
         condition = _contains(mails.c.tags, "," + term.value + ",")
+    elif term.field is TermField.RECIPIENT:
+        condition = _to_recipient(term.value)
     else:
-        column = {TermField.RECIPIENT: mails.c.receiver, TermField.SENDER: mails.c.sender,
-                  TermField.SUBJECT: mails.c.subject, TermField.SERVER: mails.c.server_name}[term.field]
+        column = {TermField.SENDER: mails.c.sender, TermField.SUBJECT: mails.c.subject,
+                  TermField.SERVER: mails.c.server_name}[term.field]
         condition = _contains(column, term.value)
     return not_(condition) if term.negated else condition
 

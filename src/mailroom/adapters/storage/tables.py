@@ -25,6 +25,7 @@ from sqlalchemy import (
     Table,
     Text,
     TypeDecorator,
+    func,
     text,
 )
 
@@ -120,6 +121,8 @@ mail_recipients = Table(
     Column("reply", Text),
     Index(None, "email"),
 )
+# `to:` with a whole address finds that recipient case-insensitively from here, not by scanning every mail.
+RECIPIENT_LOOKUP = Index("ix_mailroom_mail_recipients_email_lower", func.lower(mail_recipients.c.email))
 
 mail_attempts = Table(
     "mailroom_mail_attempts", metadata,
