@@ -51,7 +51,13 @@ def test_the_generated_log_is_one_mailroom_could_have_written(database_url: str,
         inspector = inspect(database.engine)
         assert not [t for t in inspector.get_table_names() if t.startswith("bench_")]
         for table in (mails, mail_recipients):  # dropped for the inserts, and back
-            assert {ix.name for ix in table.indexes} == {ix["name"] for ix in inspector.get_indexes(table.name)}
+            if database.dialect == "sqlite":  # the inspector leaves out SQLite's expression indexes
+                with database.read() as conn:
+                    found = set(conn.exec_driver_sql("SELECT name FROM sqlite_master WHERE type = 'index' AND "
+                                                     "sql IS NOT NULL AND tbl_name = ?", (table.name,)).scalars())
+            else:
+                found = {ix["name"] for ix in inspector.get_indexes(table.name)}
+            assert {ix.name for ix in table.indexes} == found
         claim = next(ix for ix in inspector.get_indexes(mails.name) if ix["name"] == "ix_mailroom_mails_claim")
         assert "deferred" in " ".join(str(where) for where in claim["dialect_options"].values()), claim  # partial
         assert len(rows) == 600

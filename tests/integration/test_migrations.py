@@ -19,11 +19,6 @@ from mailroom.adapters.storage.tables import metadata
 from mailroom.domain.log import LogQuery, SearchTerm, TermField
 from mailroom.domain.mail import Priority
 
-# SQLAlchemy cannot read expression indexes back from SQLite (the recipients' lower(email)) and says so; alembic
-# then leaves them out of its comparison. test_an_exact_recipient_search_reads_the_recipient_index checks it.
-pytestmark = [pytest.mark.filterwarnings("ignore:Skipped unsupported reflection of expression-based index"),
-              pytest.mark.filterwarnings("ignore:autogenerate skipping metadata-specified expression-based index")]
-
 
 def test_migrations_match_the_tables(database_url: str) -> None:
     db = Database(database_url)
