@@ -205,10 +205,12 @@ def _mails_sql(dialect: str, mails: int, start_ms: int, span_ms: int) -> str:
 
 def _recipients_sql(dialect: str, mails: int, start_ms: int, span_ms: int) -> str:
     return (
-        "INSERT INTO mailroom_mail_recipients (mail_id, position, kind, email, name, status, code) "
+        "INSERT INTO mailroom_mail_recipients (mail_id, position, kind, email, domain, name, status, code) "
         + _base_sql(dialect, mails, start_ms, span_ms)
-        + "SELECT b.id, p.p, CASE WHEN p.p = 2 THEN 'cc' ELSE 'to' END, a.email, '', "
-        "CASE b.st WHEN 'sent' THEN 'accepted' WHEN 'failed' THEN 'refused' WHEN 'deferred' THEN 'deferred' "
+        + "SELECT b.id, p.p, CASE WHEN p.p = 2 THEN 'cc' ELSE 'to' END, a.email, "
+        + ("lower(split_part(a.email, '@', 2)), '', " if dialect == "postgresql"
+           else "lower(substr(a.email, instr(a.email, '@') + 1)), '', ")
+        + "CASE b.st WHEN 'sent' THEN 'accepted' WHEN 'failed' THEN 'refused' WHEN 'deferred' THEN 'deferred' "
         "WHEN 'partially_failed' THEN CASE WHEN p.p = 0 AND b.nr > 1 THEN 'accepted' ELSE 'refused' END "
         "ELSE 'pending' END, "
         "CASE b.st WHEN 'sent' THEN 250 WHEN 'failed' THEN 550 WHEN 'deferred' THEN 421 "

@@ -10,7 +10,7 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.migration import MigrationContext
-from sqlalchemy import Connection, Executable, MetaData, insert, inspect
+from sqlalchemy import Connection, Executable, MetaData, insert, inspect, text
 
 from mailroom.adapters.storage.claiming import LEASE
 from mailroom.adapters.storage.database import MIGRATIONS, Database
@@ -116,15 +116,40 @@ def test_the_claim_and_content_retention_read_their_partial_indexes(database_url
         db.dispose()
 
 
-def test_an_exact_recipient_search_reads_the_recipient_index(database_url: str) -> None:
-    """`to:` with a whole address: the lower-cased recipients' index, not a scan of every mail (#12)."""
+@pytest.mark.parametrize(("value", "index"), [("ann@example.org", "ix_mailroom_mail_recipients_email_lower"),
+                                              ("@example.org", "ix_mailroom_mail_recipients_domain")])
+def test_a_whole_address_or_domain_search_reads_the_recipients_index(database_url: str, value: str,
+                                                                      index: str) -> None:
+    """`to:` with a whole address or domain: the recipients' indexes, not a scan of every mail (#12)."""
     db = Database(database_url)
     try:
         db.migrate()
-        query = LogQuery(terms=(SearchTerm(TermField.RECIPIENT, "ann@example.org"),))
+        query = LogQuery(terms=(SearchTerm(TermField.RECIPIENT, value),))
         with db.engine.begin() as conn:
             plan = _plan(conn, search_page(query), {})
-        assert "ix_mailroom_mail_recipients_email_lower" in plan, plan
+        assert index in plan, plan
+    finally:
+        db.dispose()
+
+
+def test_0014_gives_the_recipients_already_stored_their_domain(database_url: str) -> None:
+    db = Database(database_url)
+    try:
+        db.migrate()
+        _upgrade(db, "0013_recipient_lookup", down=True)
+        now = datetime.now(UTC)
+        with db.engine.begin() as conn:
+            conn.execute(text("INSERT INTO mailroom_mails (id, status, priority, subject, receiver, message_id, "
+                              "queued_at, attempts, updated_at, size_bytes, has_from, has_content, confidential) "
+                              "VALUES ('m1', 'sent', 2, 's', 'r', '<m@x>', :now, 1, :now, 1, false, false, false)"),
+                         {"now": now})
+            for position, email in enumerate(["Ann@Example.ORG", '"odd@part"@Mail.Example.net']):
+                conn.execute(text("INSERT INTO mailroom_mail_recipients (mail_id, position, kind, email, name, "
+                                  "status) VALUES ('m1', :p, 'to', :e, '', 'accepted')"), {"p": position, "e": email})
+        db.migrate()
+        with db.engine.connect() as conn:
+            domains = conn.execute(text("SELECT domain FROM mailroom_mail_recipients ORDER BY position")).scalars()
+            assert list(domains) == ["example.org", "mail.example.net"]
     finally:
         db.dispose()
 

@@ -133,7 +133,9 @@ def test_to_with_a_whole_address_finds_that_recipient_and_a_part_any_containing_
     assert subjects("to:ANN.LEE@EXAMPLE.ORG") == {"exact", "cc"}
     assert subjects("-to:ann.lee@example.org") == {"longer", "other domain"}
     assert subjects("to:ann.lee") == {"exact", "cc", "longer", "other domain"}  # a part: any containing it
-    assert subjects("to:@example.org") == {"exact", "cc", "longer", "other domain"}
+    assert subjects("to:@EXAMPLE.org") == {"exact", "cc", "longer"}  # a whole domain: anyone at exactly that one
+    assert subjects("-to:@example.org") == {"other domain"}
+    assert subjects("to:@example") == {"exact", "cc", "longer", "other domain"}  # a part of a domain
     assert mailroom.search_mail_log(SYSTEM, recipient="ann.lee@example.org").total == 2
 
 

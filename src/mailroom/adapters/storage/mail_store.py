@@ -215,6 +215,7 @@ class SqlMailStore:
             })
             recipient_rows.extend({
                 "mail_id": new.id, "position": position, "kind": r.kind.value, "email": r.email,
+                "domain": r.email.rpartition("@")[2].lower(),
                 "name": r.name, "status": r.status.value, "code": r.code, "reply": r.reply,
             } for position, r in enumerate(new.recipients))
             content_rows.append({"mail_id": new.id, "message": self._sealed(new) if mail.confidential else new.message,
@@ -666,16 +667,22 @@ def search_page(query: LogQuery) -> Select[Any]:
     return select(mails).where(*_conditions(query)).order_by(*order).offset(query.offset).limit(query.limit)
 
 
-# A whole address (name@domain.tld), as `to:` takes it to mean that recipient: no spaces, one @, a dot after it.
+# A whole address (name@domain.tld) or a whole domain (@domain.tld), as `to:` takes them to mean that recipient
+# or any recipient at that domain: no spaces, one @, a dot after it.
 _WHOLE_ADDRESS = re.compile(r"[^\s@]+@[^\s@]+\.[^\s@]+")
+_WHOLE_DOMAIN = re.compile(r"@[^\s@]+\.[^\s@]+")
 
 
 def _to_recipient(value: str) -> ColumnElement[bool]:
-    """Mails to exactly this address (any case), from the recipients' index; a part of an address (``ann``,
-    ``@example.org``) matches any recipient containing it, by a scan of the mails' recipient summaries."""
+    """Mails to exactly this address, or to anyone at exactly this domain (any case), from the recipients'
+    indexes; a part of an address (``ann``, ``@example``) matches any recipient containing it, by a scan of the
+    mails' recipient summaries."""
     if _WHOLE_ADDRESS.fullmatch(value):
         return mails.c.id.in_(select(mail_recipients.c.mail_id)
                               .where(func.lower(mail_recipients.c.email) == value.lower()))
+    if _WHOLE_DOMAIN.fullmatch(value):
+        return mails.c.id.in_(select(mail_recipients.c.mail_id)
+                              .where(mail_recipients.c.domain == value[1:].lower()))
     return _contains(mails.c.receiver, value)
 
 

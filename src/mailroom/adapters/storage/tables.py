@@ -119,7 +119,10 @@ mail_recipients = Table(
     Column("status", String(16), nullable=False),
     Column("code", SmallInteger),
     Column("reply", Text),
+    # The lower-cased part after the (last) @, for `to:@example.org` from an index.
+    Column("domain", String(255)),
     Index(None, "email"),
+    Index(None, "domain"),
 )
 # `to:` with a whole address finds that recipient case-insensitively from here, not by scanning every mail.
 RECIPIENT_LOOKUP = Index("ix_mailroom_mail_recipients_email_lower", func.lower(mail_recipients.c.email))
