@@ -7,7 +7,8 @@
 - A plain word, or a "quoted phrase", must occur in the subject or in a recipient.
 - ``to:``, ``from:``, ``subject:`` and ``server:`` match a part of the recipients, the sender, the subject
   or the server name; ``tag:`` matches one whole tag. ``to:`` with a whole address (``to:ann@example.org``)
-  means that recipient (any case): found from an index, it leaves out ``joann@example.org``.
+  means that recipient, and with a whole domain (``to:@example.org``) anyone at exactly that domain (any case):
+  found from an index, they leave out ``joann@example.org`` and ``@example.org.uk``.
 - ``status:`` takes a status (``status:failed,deferred`` takes several); several ``status:`` filters
   combine with OR, since a mail has one status. Everything else combines with AND.
 - ``after:`` and ``before:`` take a date (``YYYY-MM-DD``, meaning its midnight) or an ISO date-time, in
