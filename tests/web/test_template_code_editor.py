@@ -18,7 +18,7 @@ from mailroom import SYSTEM, Mailroom
 from mailroom.domain.users import Profile
 from mailroom.web.security import PAGE_CSP
 from mailroom.web.ui import templates as template_pages
-from tests.web.conftest import ADMIN, PASSWORD, browser_login
+from tests.web.conftest import PASSWORD, browser_login
 from tests.web.test_a11y_pages import BLOCKING, axe_violations
 from tests.web.test_layout_widths import overflow
 
@@ -276,11 +276,7 @@ def test_without_javascript_the_textarea_works_as_before(browser: Any, live_serv
     try:
         page = context.new_page()
         page.set_default_timeout(10_000)
-        page.goto("/login")
-        page.get_by_label("E-mail address").fill(ADMIN)
-        page.get_by_label("Password").fill(PASSWORD)
-        page.get_by_role("button", name="Log in").click()
-        page.wait_for_url(re.compile(r".*/$"))
+        browser_login(page)
         page.goto(RESET)
         expect(page.locator(".cm-editor")).to_have_count(0)
         for part in PARTS:
