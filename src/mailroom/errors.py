@@ -124,6 +124,11 @@ def text(message: str | Text, params: Mapping[str, object] | None = None) -> Tex
     return message if isinstance(message, Text) else Text(message, params)
 
 
+def english(message: Text | None) -> str | None:
+    """The English of a message that may be absent: what the API, the CLI and searches keep."""
+    return None if message is None else str(message)
+
+
 class MailroomError(Exception):
     """Root of every error mailroom raises on purpose. ``text`` keeps the message as template and params,
     for the edges to translate; ``str()`` is the English."""

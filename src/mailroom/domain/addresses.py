@@ -94,7 +94,7 @@ class Address:
 
     @property
     def domain(self) -> str:
-        return self.email.rpartition("@")[2].lower()
+        return domain_of(self.email)
 
     def __str__(self) -> str:
         local, _, domain = self.email.rpartition("@")
@@ -109,6 +109,11 @@ def parse_addresses(values: str | Address | Sequence[str | Address] | None,
     if isinstance(values, (str, Address)):
         values = [values]
     return tuple(Address.parse(v, field=field) for v in values)
+
+
+def domain_of(email_address: str) -> str:
+    """The lower-cased part after the last @ (a quoted local part may hold one too)."""
+    return email_address.rpartition("@")[2].lower()
 
 
 def envelope_address(email_address: str) -> str:

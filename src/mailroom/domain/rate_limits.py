@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import Enum, StrEnum
 
-from mailroom.domain.addresses import envelope_address, validated_address
+from mailroom.domain.addresses import domain_of, envelope_address, validated_address
 from mailroom.errors import InvalidAddress, InvalidInput, Text
 
 # The log of sends keeps one row per mail a limit allows: above this, setting a limit would write a table's
@@ -62,7 +62,7 @@ class LimitScope:
             ascii_form = ""
         if not ascii_form:
             raise InvalidInput(f"{domain!r} is not a domain name (for example gmail.com)", field="domain")
-        return cls(ScopeKind.DOMAIN, ascii_form.rpartition("@")[2].lower())
+        return cls(ScopeKind.DOMAIN, domain_of(ascii_form))
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,7 +112,7 @@ def limits_from(*, per_second: int | None = None, per_minute: int | None = None,
 
 def recipient_domains(recipients: tuple[str, ...] | list[str]) -> set[str]:
     """The domains as the envelope carries them (IDNA 2008 ASCII, lower-case), the form limits are kept in."""
-    return {envelope_address(r).rpartition("@")[2].lower() for r in recipients if "@" in r}
+    return {domain_of(envelope_address(r)) for r in recipients if "@" in r}
 
 
 def oldest_allows(oldest_send: datetime, limit: RateLimit, now: datetime) -> datetime | None:

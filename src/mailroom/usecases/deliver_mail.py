@@ -14,7 +14,7 @@ from mailroom.domain.delivery import RecipientAnswer, Verdict, judge, judge_reci
 from mailroom.domain.outbox import DeliveryAttempt, MailStatus, RecipientStatus
 from mailroom.domain.retry import RetryPolicy
 from mailroom.domain.servers import SmtpServer
-from mailroom.errors import DeliveryError, SenderNotConfigured, Text
+from mailroom.errors import DeliveryError, SenderNotConfigured, Text, english
 from mailroom.ports import ClaimedMail, Clock, DeliveryResult, MessageBuilder, SmtpSession
 
 UNCERTAIN_RESEND = "resend"
@@ -109,7 +109,7 @@ class DeliverMail:
                 lent_from: tuple[str, bytes, str | None] | None = None) -> DeliveryResult:
         if reply is None:  # no answer of the server's to show: the attempt says in mailroom's words what happened
             reply_text = reply_text or verdict.error
-            reply = _english(reply_text)
+            reply = english(reply_text)
         return DeliveryResult(
             mail_id=claim.id, claim_token=claim.claim_token, status=verdict.status,
             next_attempt_at=verdict.next_attempt_at, error=verdict.error,
@@ -125,10 +125,6 @@ class DeliverMail:
 def _failed_or_partly(claim: ClaimedMail) -> MailStatus:
     """A mail that ends without reaching its remaining recipients: some got it at earlier attempts or none."""
     return MailStatus.PARTIALLY_FAILED if claim.accepted_before else MailStatus.FAILED
-
-
-def _english(text: Text | None) -> str | None:
-    return None if text is None else str(text)
 
 
 def _ms(clock_start: float) -> int:

@@ -134,17 +134,17 @@ class StdlibMessageBuilder:
         Message-ID made while no domain was known (no From, none configured), which takes the sender's
         domain: the mail then goes out, and stays in the log, as one that names its sender. Returns the
         message and that new Message-ID (None when it kept its own)."""
-        lent = _from_header(sender) + message
+        header = _from_header(sender)
         if self._message_id_domain:
-            return lent, None
+            return header + message, None
         header_end = message.find(b"\r\n\r\n")
         placeholder = _PLACEHOLDER_MESSAGE_ID.search(message, 0, header_end + 2 if header_end >= 0 else len(message))
         if placeholder is None:
-            return lent, None
+            return header + message, None
         domain = Address.parse(sender, field="from").ascii_email.rpartition("@")[2]
         message_id = f"<{placeholder.group(2).decode('ascii')}@{domain}>"
         start, end = placeholder.span(1)
-        return _from_header(sender) + message[:start] + message_id.encode("ascii") + message[end:], message_id
+        return header + message[:start] + message_id.encode("ascii") + message[end:], message_id
 
 
 def _build_email_message(mail: Mail, *, message_id: str, date: datetime) -> bytes:

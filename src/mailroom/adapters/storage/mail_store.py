@@ -48,6 +48,7 @@ from mailroom.adapters.storage.tables import (
     mail_recipients,
     mails,
 )
+from mailroom.domain.addresses import domain_of
 from mailroom.domain.idempotency import IdempotencyRecord
 from mailroom.domain.log import HourlyCount, LogPage, LogQuery, SearchTerm, SortKey, TermField
 from mailroom.domain.outbox import (
@@ -70,6 +71,7 @@ from mailroom.errors import (
     MailNotFound,
     SecretError,
     Text,
+    english,
 )
 from mailroom.ports import ClaimedMail, ContentSealer, DeliveryResult, NewOutgoing
 
@@ -203,7 +205,7 @@ class SqlMailStore:
                 "expires_at": mail.expires_at,
                 "next_attempt_at": max(new.queued_at, mail.send_at) if mail.send_at else new.queued_at,
                 "attempts": 0,
-                "last_error": _english(new.last_error),
+                "last_error": english(new.last_error),
                 "last_error_text": _stored_text(new.last_error),
                 "updated_at": new.queued_at,
                 "size_bytes": len(new.message),
@@ -215,7 +217,7 @@ class SqlMailStore:
             })
             recipient_rows.extend({
                 "mail_id": new.id, "position": position, "kind": r.kind.value, "email": r.email,
-                "domain": r.email.rpartition("@")[2].lower(),
+                "domain": domain_of(r.email),
                 "name": r.name, "status": r.status.value, "code": r.code, "reply": r.reply,
             } for position, r in enumerate(new.recipients))
             content_rows.append({"mail_id": new.id, "message": self._sealed(new) if mail.confidential else new.message,
@@ -295,7 +297,7 @@ class SqlMailStore:
             _RECORD_OUTCOMES.execute(conn, [{
                 "b_id": r.mail_id, "b_token": r.claim_token, "status": r.status.value,
                 "attempts": r.attempt.number if r.attempted else r.attempt.number - 1,
-                "next_attempt_at": r.next_attempt_at, "last_error": _english(r.error),
+                "next_attempt_at": r.next_attempt_at, "last_error": english(r.error),
                 "last_error_text": _stored_text(r.error),
                 "server_name": r.attempt.server_name, "updated_at": r.attempt.started_at,
                 "sent_at": r.attempt.started_at if r.status in _DELIVERED else None,
@@ -410,7 +412,7 @@ class SqlMailStore:
     def search(self, query: LogQuery) -> LogPage:
         conditions = _conditions(query)
         with self._db.read() as conn:
-            rows = conn.execute(search_page(query)).all()
+            rows = conn.execute(_page(query, conditions)).all()
             total = conn.execute(select(func.count()).select_from(mails).where(*conditions)).scalar_one() \
                 if query.with_total else None
             recipients = self._recipients(conn, [row.id for row in rows])
@@ -661,10 +663,14 @@ def _like(text: str) -> str:
 
 def search_page(query: LogQuery) -> Select[Any]:
     """The statement of one page of the log (its EXPLAIN is pinned by the tests)."""
+    return _page(query, _conditions(query))
+
+
+def _page(query: LogQuery, conditions: list[ColumnElement[bool]]) -> Select[Any]:
     column = _SORT_COLUMNS[query.sort]
     order = [column.desc() if query.descending else column.asc(),
              mails.c.id.desc() if query.descending else mails.c.id.asc()]
-    return select(mails).where(*_conditions(query)).order_by(*order).offset(query.offset).limit(query.limit)
+    return select(mails).where(*conditions).order_by(*order).offset(query.offset).limit(query.limit)
 
 
 # A whole address (name@domain.tld) or a whole domain (@domain.tld), as `to:` takes them to mean that recipient
@@ -756,10 +762,6 @@ def _within_bytes(rows: list[Row[Any]], max_bytes: int) -> tuple[list[Row[Any]],
         if total > max_bytes and count > 0:
             return rows[:count], rows[count:]
     return rows, []
-
-
-def _english(text: Text | None) -> str | None:
-    return None if text is None else str(text)
 
 
 def _stored_text(text: Text | None) -> str | None:
