@@ -82,7 +82,7 @@ class Mailroom:
             if self.database.is_postgres else local_wakeup_for(self.database.url.database)
         )
         self.secrets = FernetSecretBox.from_settings(s.secret_key, s.secret_key_file)
-        self.store = SqlMailStore(self.database, self.secrets)
+        self.store = SqlMailStore(self.database, self.secrets, count_limit=s.log_count_limit)
         self.builder = StdlibMessageBuilder(message_id_domain=s.message_id_domain)
         self.transport = transport or AiosmtplibTransport(ca_file=s.smtp_ca_file, helo_name=s.smtp_helo_name)
         self.server_store = SqlServerStore(self.database, self.secrets)

@@ -25,6 +25,7 @@ from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from mailroom.domain.addresses import Address
+from mailroom.domain.log import COUNT_LIMIT
 from mailroom.domain.retry import RetryPolicy
 from mailroom.domain.staging import StagingPolicy
 from mailroom.domain.users import AccountPolicy
@@ -93,6 +94,9 @@ class Settings(BaseSettings):
     """Drop bodies and attachments of finished mails after this many days (log row kept); negative: never."""
     retention_batch_size: int = 500
     retention_interval_seconds: float = 600.0
+    log_count_limit: int = Field(default=COUNT_LIMIT, ge=1)
+    """A filtered log search counts its mails up to this many (or to the end of the page shown); past it the
+    log says "more than" rather than read every mail for an exact figure."""
 
     staging_redirect_to: str | None = None
     staging_allowed_domains: tuple[str, ...] = ()

@@ -253,3 +253,55 @@ def test_retry_now_makes_a_deferred_mail_due_keeping_its_attempts_and_answers(ma
     [again] = mailroom.store.claim(worker_id="w", limit=10, now=datetime.now(UTC) + timedelta(seconds=1),
                                    lease_seconds=60)
     assert again.id == mail_id and again.attempts == 2 and again.recipients == ("b@example.org",)
+
+
+def test_a_filtered_search_counts_up_to_the_limit_and_then_says_more(database_url: str, secret_key: str) -> None:
+    with Mailroom(database_url=database_url, secret_key=secret_key, log_count_limit=10) as room:
+        room.send_mails(SYSTEM, [Mail(to=f"user{i}@example.org", subject=f"Invoice {i}" if i % 2 else f"Other {i}",
+                                      text="t") for i in range(30)])
+        first = room.search_mail_log(SYSTEM, text="invoice", limit=5)
+        assert (first.total, first.total_exact, first.has_more, len(first.items)) == (10, False, True, 5)
+        # Paging on counts to the end of the page asked for, so a page past the limit still knows what is left.
+        third = room.search_mail_log(SYSTEM, text="invoice", limit=5, offset=10)
+        assert (third.total, third.total_exact, third.has_more, len(third.items)) == (15, True, False, 5)
+        assert room.search_mail_log(SYSTEM, text="other 1", limit=3).total == 5  # under the limit: exact
+        whole = room.search_mail_log(SYSTEM, limit=5)  # the whole log is always counted exactly
+        assert (whole.total, whole.total_exact, whole.has_more) == (30, True, True)
+        assert room.search_mail_log(SYSTEM, text="invoice", with_total=False).total is None
+
+
+@pytest.mark.parametrize("sort", ["queued_at", "sent_at", "subject", "status", "attempts"])
+def test_a_page_near_the_end_is_the_same_read_from_either_end(mailroom: Mailroom, sort: str) -> None:
+    ids = mailroom.send_mails(SYSTEM, [Mail(to=f"user{i}@example.org", subject=f"Mail {i % 7}", text="t")
+                                       for i in range(23)])
+    with mailroom.database.write() as conn:  # ties and NULLs in the sort column: some sent, most not
+        conn.execute(update(mails).where(mails.c.id.in_(ids[::4])).values(
+            status="sent", sent_at=datetime(2024, 5, 1, tzinfo=UTC), attempts=1))
+    for descending in (True, False):
+        everything = [m.id for m in mailroom.search_mail_log(SYSTEM, sort=sort, descending=descending,
+                                                             limit=100).items]
+        assert sorted(everything) == sorted(ids)
+        for offset in (0, 5, 11, 12, 18, 20, 22, 23, 40):
+            page = mailroom.search_mail_log(SYSTEM, sort=sort, descending=descending, limit=5, offset=offset)
+            assert [m.id for m in page.items] == everything[offset:offset + 5], (descending, offset)
+            assert page.total == 23
+
+
+def test_the_last_page_is_read_from_the_end_not_past_every_mail_before_it(mailroom: Mailroom) -> None:
+    from sqlalchemy import event
+
+    mailroom.send_mails(SYSTEM, [Mail(to=f"user{i}@example.org", subject=f"Mail {i}", text="t") for i in range(40)])
+    offsets: list[int] = []
+
+    def remember(_conn: object, _cursor: object, statement: str, parameters: object, _context: object,
+                 _many: bool) -> None:
+        if "ORDER BY" in statement and "mailroom_mails" in statement:
+            values = list(parameters.values()) if isinstance(parameters, dict) else list(parameters)  # type: ignore[call-overload]
+            offsets.append(int(values[-1]))
+    event.listen(mailroom.database.engine, "before_cursor_execute", remember)
+    try:
+        last = mailroom.search_mail_log(SYSTEM, limit=10, offset=30)
+    finally:
+        event.remove(mailroom.database.engine, "before_cursor_execute", remember)
+    assert [m.subject for m in last.items] == [f"Mail {i}" for i in range(9, -1, -1)]
+    assert offsets == [0]  # the first 10 from the other end, not 30 read and thrown away

@@ -18,7 +18,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from httpx2 import Response
 
-from mailroom import Mailroom
+from mailroom import SYSTEM, Mail, Mailroom
 from tests.support.smtp_servers import Behaviour, SmtpServerHandle
 from tests.web.conftest import api_token
 
@@ -194,6 +194,16 @@ def test_search_filters_sorts_and_pages(admin: TestClient, room: Mailroom, smtp_
     assert_error(admin.get(f"{API}/mails", params={"sort": "colour"}), 422, "invalid_input", "sort")
     assert_error(admin.get(f"{API}/mails", params={"queued_after": "2030-01-01T00:00:00"}), 422,
                  "invalid_input", "queued_after")
+
+
+def test_a_search_says_when_more_mails_match_than_it_counted(admin: TestClient, room: Mailroom) -> None:
+    room.send_mails(SYSTEM, [Mail(to=f"u{n}@example.org", subject=f"Invoice {n}", text="t") for n in range(1005)])
+    common = admin.get(f"{API}/mails", params={"text": "invoice", "limit": 10}).json()
+    assert (common["total"], common["total_exact"], len(common["items"])) == (1000, False, 10)
+    deep = admin.get(f"{API}/mails", params={"text": "invoice", "limit": 10, "offset": 1000}).json()
+    assert (deep["total"], deep["total_exact"], len(deep["items"])) == (1005, True, 5)
+    whole = admin.get(f"{API}/mails", params={"limit": 10}).json()
+    assert (whole["total"], whole["total_exact"]) == (1005, True)
 
 
 def test_cancel_retry_and_delete_follow_the_status_rules(

@@ -102,3 +102,25 @@ def test_jump_to_a_page_in_the_browser(page: Any, room: Mailroom) -> None:
     expect(page.get_by_role("navigation", name="Pages")).to_contain_text("Page 1 of 6")
     page.get_by_role("link", name="Last").click()
     expect(page.get_by_role("navigation", name="Pages")).to_contain_text("Page 6 of 6")
+
+
+def test_a_search_with_more_mails_than_are_counted_pages_on_without_a_last_page(admin: TestClient, german: TestClient,
+                                                                                room: Mailroom) -> None:
+    fill_log(room, 1010)  # a filtered search counts up to 1,000 (the setting log_count_limit)
+    page = admin.get("/log", params={"q": "mail", "size": "100", "page": "2"}).text
+    assert re.search(r'data-testid="log-total">More than 1,000 entries<', page)
+    assert "Page 2<" in page and "Page 2 of" not in page and 'rel="last"' not in page
+    assert re.search(r'href="[^"]*page=3[^"]*" rel="next"', page)
+    assert re.search(r'<input type="number" name="page" inputmode="numeric" min="1" value="2" required>', page)
+    # The end of the page asked for is counted: page 10 knows that one more page follows, and page 11 is the last.
+    assert re.search(r'rel="next"', admin.get("/log", params={"q": "mail", "size": "100", "page": "10"}).text)
+    last = admin.get("/log", params={"q": "mail", "size": "100", "page": "11"}).text
+    assert "1,010 entries" in last and "Page 11 of 11" in last and 'rel="next"' not in last
+    assert banners(admin.get("/log", params={"q": "mail", "size": "100", "page": "12"}).text) == [
+        "There is no page 12: the last page is 11."]
+    assert "Mehr als 1.000 Einträge" in german.get("/log", params={"q": "mail"}).text
+    assert "Seite 1<" in german.get("/log", params={"q": "mail"}).text
+    # The whole log is counted exactly.
+    assert "1,010 entries" in admin.get("/log").text
+    too_deep = admin.get("/log", params={"q": "mail", "page": "999999999"})
+    assert too_deep.status_code == 422 and banners(too_deep.text) == ["There is no page 999,999,999."]

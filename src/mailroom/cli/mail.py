@@ -168,7 +168,8 @@ def log(
         query = parse_search(query_text, query)
     page = mailroom(ctx).search_mail_log(SYSTEM, query)
     if as_json:
-        output.print_json({"total": page.total, "offset": page.offset, "limit": page.limit, "items": page.items})
+        output.print_json({"total": page.total, "total_exact": page.total_exact, "offset": page.offset,
+                           "limit": page.limit, "items": page.items})
     else:
         output.print_log_page(page)
 

@@ -205,7 +205,7 @@ def print_log_page(page: LogPage) -> None:
     rows = [(text(mail.id), status_text(mail.status), text(mail.subject), text(mail.receiver_summary),
              text(mail.server_name), text(when(mail.queued_at, short=True)), text(mail.attempts),
              text(mail.last_error)) for mail in page.items]
-    total = "?" if page.total is None else str(page.total)
+    total = "?" if page.total is None else str(page.total) if page.total_exact else f"more than {page.total}"
     first = page.offset + 1 if page.items else page.offset
     span = f"{len(page.items)} of {total}"
     if page.offset:

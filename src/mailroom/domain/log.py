@@ -23,6 +23,9 @@ class SortKey(enum.StrEnum):
 MAX_PAGE_SIZE = 500
 MAX_OFFSET = 1_000_000_000
 """Paging deeper than this is no longer browsing (and a 64-bit OFFSET would overflow in the database)."""
+COUNT_LIMIT = 1_000
+"""A filtered search counts its mails up to this many (or to the end of the page asked for, if deeper): past
+it the page says "more than" instead of reading the whole log for an exact figure."""
 
 
 class TermField(enum.StrEnum):
@@ -96,10 +99,21 @@ class LogQuery:
 
 @dataclass(frozen=True, slots=True)
 class LogPage:
+    """One page of a search. ``total`` is how many mails match, or, when ``total_exact`` is false, a number
+    that more than that many match (the count stopped there); None when the query asked for no total."""
+
     items: list[OutgoingMail]
     total: int | None
     offset: int
     limit: int
+    total_exact: bool = True
+
+    @property
+    def has_more(self) -> bool:
+        """Whether mails follow this page (without a total: whether the page is full)."""
+        if self.total is None:
+            return len(self.items) == self.limit
+        return not self.total_exact or self.total > self.offset + len(self.items)
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,6 +6,7 @@ import json
 import re
 from collections import defaultdict
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -17,7 +18,6 @@ from sqlalchemy import (
     Row,
     Select,
     Table,
-    and_,
     bindparam,
     delete,
     func,
@@ -50,7 +50,7 @@ from mailroom.adapters.storage.tables import (
 )
 from mailroom.domain.addresses import domain_of
 from mailroom.domain.idempotency import IdempotencyRecord
-from mailroom.domain.log import HourlyCount, LogPage, LogQuery, SearchTerm, SortKey, TermField
+from mailroom.domain.log import COUNT_LIMIT, HourlyCount, LogPage, LogQuery, SearchTerm, SortKey, TermField
 from mailroom.domain.outbox import (
     CANCELLABLE_STATUSES,
     CLAIMABLE_STATUSES,
@@ -148,10 +148,13 @@ _RECORD_ANSWER_TO_ONE = BulkStatement(
 class SqlMailStore:
     """Implements the Outbox, MailLog and Retention ports over one Database."""
 
-    def __init__(self, database: Database, sealer: ContentSealer | None = None) -> None:
-        """``sealer`` encrypts the content of confidential mails; without it they are refused."""
+    def __init__(self, database: Database, sealer: ContentSealer | None = None, *,
+                 count_limit: int = COUNT_LIMIT) -> None:
+        """``sealer`` encrypts the content of confidential mails; without it they are refused. A filtered
+        search counts its mails up to ``count_limit`` (or the end of its page)."""
         self._db = database
         self._sealer = sealer
+        self._count_limit = count_limit
 
     # --- Outbox --------------------------------------------------------------------------------
 
@@ -412,12 +415,25 @@ class SqlMailStore:
     def search(self, query: LogQuery) -> LogPage:
         conditions = _conditions(query)
         with self._db.read() as conn:
-            rows = conn.execute(_page(query, conditions)).all()
-            total = conn.execute(select(func.count()).select_from(mails).where(*conditions)).scalar_one() \
-                if query.with_total else None
+            total, exact = self._count(conn, query, conditions) if query.with_total else (None, True)
+            if exact and total is not None and query.offset > total // 2:
+                rows = _from_the_end(conn, query, conditions, total)
+            else:
+                rows = list(conn.execute(_page(query, conditions)).all())
             recipients = self._recipients(conn, [row.id for row in rows])
         items = [_to_outgoing(row, recipients.get(row.id, ()), ()) for row in rows]
-        return LogPage(items=items, total=total, offset=query.offset, limit=query.limit)
+        return LogPage(items=items, total=total, offset=query.offset, limit=query.limit, total_exact=exact)
+
+    def _count(self, conn: Connection, query: LogQuery, conditions: list[ColumnElement[bool]]) -> tuple[int, bool]:
+        """(how many match, exactly), or (n, False) when more than n match. The whole log is counted exactly
+        (both databases count a table without reading its rows); a filtered search only up to the limit or
+        the end of its page, so that a common filter does not read the whole log for a figure."""
+        if not conditions:
+            return conn.execute(select(func.count()).select_from(mails)).scalar_one(), True
+        bound = max(self._count_limit, query.offset + query.limit)
+        matching = select(mails.c.id).where(*conditions).limit(bound + 1).subquery()
+        counted: int = conn.execute(select(func.count()).select_from(matching)).scalar_one()
+        return (bound, False) if counted > bound else (counted, True)
 
     def delete(self, mail_ids: Sequence[str]) -> int:
         if not mail_ids:
@@ -666,11 +682,23 @@ def search_page(query: LogQuery) -> Select[Any]:
     return _page(query, _conditions(query))
 
 
-def _page(query: LogQuery, conditions: list[ColumnElement[bool]]) -> Select[Any]:
+def _page(query: LogQuery, conditions: list[ColumnElement[bool]], *, reverse: bool = False) -> Select[Any]:
     column = _SORT_COLUMNS[query.sort]
-    order = [column.desc() if query.descending else column.asc(),
-             mails.c.id.desc() if query.descending else mails.c.id.asc()]
+    descending = query.descending != reverse
+    order = [column.desc() if descending else column.asc(), mails.c.id.desc() if descending else mails.c.id.asc()]
     return select(mails).where(*conditions).order_by(*order).offset(query.offset).limit(query.limit)
+
+
+def _from_the_end(conn: Connection, query: LogQuery, conditions: list[ColumnElement[bool]],
+                  total: int) -> list[Row[Any]]:
+    """A page in the back half of ``total`` matches, read in the opposite order from the end: an OFFSET is
+    read and thrown away row by row, so the last page costs what the first does instead of the whole log.
+    The order ends on the id, so reversed it is exactly the same sequence backwards."""
+    end = min(query.offset + query.limit, total)
+    if end <= query.offset:
+        return []
+    backwards = replace(query, offset=total - end, limit=end - query.offset)
+    return list(reversed(conn.execute(_page(backwards, conditions, reverse=True)).all()))
 
 
 # A whole address (name@domain.tld) or a whole domain (@domain.tld), as `to:` takes them to mean that recipient
@@ -733,7 +761,7 @@ def _conditions(query: LogQuery) -> list[ColumnElement[bool]]:
     if query.queued_before:
         conditions.append(mails.c.queued_at < query.queued_before)
     conditions.extend(_term_condition(term) for term in query.terms)
-    return conditions or [and_(True)]
+    return conditions
 
 
 def _to_outgoing(row: Row[Any], recipients: tuple[RecipientResult, ...],

@@ -123,8 +123,8 @@ def search_mails(request: Request, search: Annotated[MailSearch, Query()], calle
     """One page of the mails matching every given filter, newest first unless sorted otherwise."""
     refuse_repeated_parameters(request, MailSearch)
     page = room(request).log.search(caller, search.to_query())
-    return MailPage(items=[MailSummary.of(mail) for mail in page.items], total=page.total, offset=page.offset,
-                    limit=page.limit)
+    return MailPage(items=[MailSummary.of(mail) for mail in page.items], total=page.total,
+                    total_exact=page.total_exact, offset=page.offset, limit=page.limit)
 
 
 # Before "/mails/{mail_id}", which would otherwise take "statuses" for a mail id.

@@ -404,7 +404,10 @@ class MailDetail(MailSummary):
 
 class MailPage(BaseModel):
     items: list[MailSummary]
-    total: int | None = Field(description="Mails matching the filters, over all pages.")
+    total: int | None = Field(description="Mails matching the filters, over all pages; with `total_exact` false, "
+                                          "more than this many match (a filtered search counts up to a limit, "
+                                          "or to the end of the page asked for).")
+    total_exact: bool = Field(True, description="Whether `total` is the exact number of matching mails.")
     offset: int
     limit: int
 

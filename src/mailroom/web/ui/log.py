@@ -250,10 +250,13 @@ def show_log(request: Request, subject: Annotated[Subject, Depends(require(READ_
     except InvalidInput as exc:
         result.errors.append(error_text(exc))
     total = (result.page.total or 0) if result.page else 0
-    last_page = max(1, -(-total // view.size))
-    past_end = page_number if result.page and page_number > last_page else None
+    total_exact = result.page.total_exact if result.page else True
+    # More mails than were counted: there is a next page, but no last page to name.
+    last_page = max(1, -(-total // view.size)) if total_exact else None
+    has_more = result.page.has_more if result.page else False
+    past_end = page_number if result.page and (too_deep or (last_page and page_number > last_page)) else None
     last_page_link = Markup('<a href="{}" data-testid="last-page-hint">{}</a>').format(
-        view.link(request, page=last_page), format_decimal(last_page, locale=page_language(request)))
+        view.link(request, page=last_page or 1), format_decimal(last_page or 1, locale=page_language(request)))
     notice, problem = outcome_message(done, whole_number(n) or 0, whole_number(skipped) or 0)
     servers = [s.name for s in mailroom.servers.list(subject)] if subject.has(READ_SERVERS) else []
     if view.server and view.server not in servers:
@@ -266,7 +269,8 @@ def show_log(request: Request, subject: Annotated[Subject, Depends(require(READ_
     return mail_page(
         request, "log.html", status_code=422 if result.errors or too_deep else 200, view=view, result=result,
         servers=servers, periods=periods, page_sizes=PAGE_SIZES, columns=columns, last_page=last_page,
-        total=total, notice=notice, problem=problem, past_end=past_end, last_page_link=last_page_link,
+        total=total, total_exact=total_exact, has_more=has_more,
+        notice=notice, problem=problem, past_end=past_end, last_page_link=last_page_link,
         back=view.link(request).removeprefix(url(request, "")),
         can_retry=subject.has(RETRY_MAIL), can_cancel=subject.has(CANCEL_MAIL), can_delete=subject.has(DELETE_MAIL),
         retryable=[s.value for s in RETRYABLE_STATUSES], cancellable=[s.value for s in CANCELLABLE_STATUSES],
