@@ -313,7 +313,8 @@ def run_search(ctx: Context, section: Section) -> None:
     if done.returncode != 0 or not lines:
         raise RuntimeError(f"bench/search.py failed ({done.returncode}): {(done.stderr or done.stdout)[-2000:]}")
     table: dict[str, dict[str, list[float]]] = json.loads(lines[-1].removeprefix("BENCH-SEARCH-JSON "))
-    fills = [line.strip() for line in done.stdout.splitlines() if "filled in" in line or line.startswith("generated")]
+    fills = [line.strip() for line in done.stdout.splitlines()
+             if "filled in" in line or line.startswith(("generated", "indexed"))]
     section.note += "; " + "; ".join(fills)
     databases = list(table)
     for kind in next(iter(table.values()), {}):

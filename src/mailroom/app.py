@@ -208,6 +208,7 @@ class Mailroom:
             "server_cooldown_seconds": s.server_cooldown_seconds,
             "poll_interval_seconds": s.poll_interval_seconds,
             "retention_interval_seconds": s.retention_interval_seconds,
+            "search_index": self.store, "search_index_interval_seconds": s.search_index_interval_seconds,
             "shutdown_grace_seconds": s.shutdown_grace_seconds,
         } | overrides
         return Worker(outbox=self.outbox_for_workers(), servers=self.server_store, deliver=deliver,

@@ -210,6 +210,13 @@ class Retention(Protocol):
         """Delete one batch of idempotency keys whose window ended before the cut-off."""
 
 
+class SearchIndex(Protocol):
+    """An index of the log the worker keeps up to date off the enqueue path (SQLite's word index)."""
+
+    def index_for_search(self, limit: int) -> int:
+        """Index up to ``limit`` mails not indexed yet; returns how many (0: nothing left to do)."""
+
+
 class RateLimits(Protocol):
     """Rate limits per server and per recipient domain, held in storage so every worker shares them."""
 

@@ -94,6 +94,9 @@ class Settings(BaseSettings):
     """Drop bodies and attachments of finished mails after this many days (log row kept); negative: never."""
     retention_batch_size: int = 500
     retention_interval_seconds: float = 600.0
+    search_index_interval_seconds: float = 2.0
+    """How often the worker adds new mails to SQLite's word index for the log search (while mails are on their
+    way, at most every 30 s); until then a search finds them by a scan of the mails not indexed yet."""
     log_count_limit: int = Field(default=COUNT_LIMIT, ge=1)
     """A filtered log search counts its mails up to this many (or to the end of the page shown); past it the
     log says "more than" rather than read every mail for an exact figure."""
@@ -151,7 +154,7 @@ class Settings(BaseSettings):
         "smtp_connections_per_server", "lease_seconds", "poll_interval_seconds", "retention_batch_size",
         "retention_interval_seconds", "min_password_length", "verification_code_hours", "reset_code_hours",
         "login_max_failures", "server_cooldown_seconds", "idempotency_window_seconds",
-        "worker_liveness_interval_seconds")
+        "worker_liveness_interval_seconds", "search_index_interval_seconds")
     _PORTS: ClassVar[tuple[str, ...]] = ("web_port", "dev_sink_port")
 
     def __init__(self, **values: Any) -> None:

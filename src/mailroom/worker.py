@@ -50,6 +50,7 @@ from mailroom.ports import (
     DeliveryResult,
     Outbox,
     RateLimits,
+    SearchIndex,
     ServerStore,
     SmtpSession,
     Transport,
@@ -76,6 +77,10 @@ STORAGE_RETRY_FIRST_SECONDS = 0.1
 STORAGE_RETRY_MAX_SECONDS = 5.0
 # Until a lane has measured its servers, a mail is assumed to take this long to send.
 ASSUMED_SEND_SECONDS = 0.05
+# SQLite's word index takes new mails this many at a time (about 35 ms of the write lock each) ...
+SEARCH_INDEX_BATCH = 1000
+# ... when the worker has no mail in hand, or at the latest after this many seconds.
+SEARCH_INDEX_MAX_DELAY = 30.0
 
 
 @dataclass(slots=True, eq=False)
@@ -113,7 +118,8 @@ class Worker:
                  lease_seconds: float = 300.0, poll_interval_seconds: float = 2.0,
                  retention_interval_seconds: float = 600.0, shutdown_grace_seconds: float = 20.0,
                  server_cooldown_seconds: float = 30.0, worker_id: str | None = None,
-                 rate_limits: RateLimits | None = None) -> None:
+                 rate_limits: RateLimits | None = None, search_index: SearchIndex | None = None,
+                 search_index_interval_seconds: float = 2.0) -> None:
         self.id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self._outbox = outbox
         self._servers = servers
@@ -122,6 +128,8 @@ class Worker:
         self._wakeup = wakeup
         self._clock = clock
         self._purge = purge
+        self._search_index = search_index
+        self._search_index_seconds = search_index_interval_seconds
         self._rate_limits = rate_limits
         self._limit_rules: dict[LimitScope, tuple[RateLimit, ...]] = {}
         self._batch_size = batch_size
@@ -202,6 +210,8 @@ class Worker:
                    asyncio.create_task(self._heartbeat(), name="mailroom-heartbeat")]
         if self._purge:
             helpers.append(asyncio.create_task(self._retention_loop(), name="mailroom-retention"))
+        if self._search_index:
+            helpers.append(asyncio.create_task(self._search_index_loop(), name="mailroom-search-index"))
         log.info("worker %s started", self.id)
         try:
             await self._dispatch(until_idle)
@@ -708,6 +718,22 @@ class Worker:
             except Exception:
                 log.exception("retention failed; trying again at the next interval")
             await asyncio.sleep(self._retention_seconds)
+
+    async def _search_index_loop(self) -> None:
+        assert self._search_index is not None
+        last = time.monotonic()
+        while True:
+            await asyncio.sleep(self._search_index_seconds)
+            # Delivery first: while mails are on their way the index waits, but not for long (a search scans
+            # the mails not indexed yet, and that backlog should stay small).
+            if self._held and time.monotonic() - last < SEARCH_INDEX_MAX_DELAY:
+                continue
+            try:
+                while await self._in_db_thread(self._search_index.index_for_search, SEARCH_INDEX_BATCH) > 0:
+                    await asyncio.sleep(0.05)  # other writers get the lock between batches
+            except Exception:
+                log.exception("indexing the log for search failed; trying again at the next interval")
+            last = time.monotonic()
 
     # --- stopping -------------------------------------------------------------------------------------
 

@@ -351,3 +351,70 @@ def test_a_domain_limit_holds_for_recipients_written_in_unicode() -> None:
         outbox.put(f"m{n}", [f"user{n}@straße.de"])
     run(make_worker(outbox, servers, transport, rate_limits=limits))
     assert len(transport.sent) == 1
+
+
+class _FakeSearchIndex:
+    """Implements the SearchIndex port: a backlog of mails to index; fails the first ``fail`` calls."""
+
+    def __init__(self, backlog: int, fail: int = 0) -> None:
+        self.backlog = backlog
+        self.fail = fail
+        self.batches: list[int] = []
+
+    def index_for_search(self, limit: int) -> int:
+        if self.fail:
+            self.fail -= 1
+            raise RuntimeError("database is locked")
+        done = min(limit, self.backlog)
+        self.backlog -= done
+        if done:
+            self.batches.append(done)
+        return done
+
+
+async def _until(condition: object, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():  # type: ignore[operator]
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.01)
+
+
+def test_the_worker_indexes_new_mails_for_search_in_batches_and_survives_a_failure(
+        caplog: pytest.LogCaptureFixture) -> None:
+    index = _FakeSearchIndex(backlog=2500, fail=1)
+    worker = make_worker(FakeOutbox(), FakeServerStore(server()), FakeTransport(), search_index=index,
+                         search_index_interval_seconds=0.02)
+
+    async def scenario() -> None:
+        running = asyncio.create_task(worker.run())
+        await _until(lambda: index.backlog == 0)
+        index.backlog = 10  # new mails: indexed at the next interval
+        await _until(lambda: index.backlog == 0)
+        worker.stop()
+        await running
+
+    asyncio.run(scenario())
+    assert index.batches == [1000, 1000, 500, 10]
+    assert "indexing the log for search failed" in caplog.text
+
+
+def test_the_search_index_waits_while_mails_are_on_their_way(monkeypatch: pytest.MonkeyPatch) -> None:
+    outbox, transport = FakeOutbox(), FakeTransport()
+    transport.send_delay = 0.3
+    for n in range(4):
+        outbox.put(f"m{n}")
+    index = _FakeSearchIndex(backlog=5)
+    worker = make_worker(outbox, FakeServerStore(server()), transport, search_index=index,
+                         search_index_interval_seconds=0.02)
+
+    async def scenario() -> None:
+        running = asyncio.create_task(worker.run())
+        await _until(lambda: len(transport.sent) >= 1)
+        assert index.batches == []  # mails in hand: delivery first
+        monkeypatch.setattr("mailroom.worker.SEARCH_INDEX_MAX_DELAY", 0.0)  # ... but not for ever
+        await _until(lambda: index.backlog == 0)
+        worker.stop()
+        await running
+
+    asyncio.run(scenario())
+    assert index.batches == [5]

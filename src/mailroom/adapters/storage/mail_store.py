@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import json
-import re
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -16,16 +14,13 @@ from sqlalchemy import (
     Connection,
     Dialect,
     Row,
-    Select,
     Table,
     bindparam,
     delete,
     func,
     insert,
     literal_column,
-    not_,
     null,
-    or_,
     select,
     tuple_,
     type_coerce,
@@ -36,9 +31,11 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql.dml import ReturningInsert
 
+from mailroom.adapters.storage import word_index
 from mailroom.adapters.storage.bulk import BulkStatement, IdQuery, _Compiled
 from mailroom.adapters.storage.claiming import claim_due, resume_claimed
 from mailroom.adapters.storage.database import Database
+from mailroom.adapters.storage.log_queries import LogSearch
 from mailroom.adapters.storage.tables import (
     HAS_CONTENT,
     UtcDateTime,
@@ -50,7 +47,7 @@ from mailroom.adapters.storage.tables import (
 )
 from mailroom.domain.addresses import domain_of
 from mailroom.domain.idempotency import IdempotencyRecord
-from mailroom.domain.log import COUNT_LIMIT, HourlyCount, LogPage, LogQuery, SearchTerm, SortKey, TermField
+from mailroom.domain.log import COUNT_LIMIT, HourlyCount, LogPage, LogQuery
 from mailroom.domain.outbox import (
     CANCELLABLE_STATUSES,
     CLAIMABLE_STATUSES,
@@ -77,15 +74,6 @@ from mailroom.ports import ClaimedMail, ContentSealer, DeliveryResult, NewOutgoi
 
 _Rows = list[dict[str, Any]]
 
-_SORT_COLUMNS = {
-    SortKey.QUEUED_AT: mails.c.queued_at,
-    SortKey.SENT_AT: mails.c.sent_at,
-    SortKey.SUBJECT: mails.c.subject,
-    SortKey.STATUS: mails.c.status,
-    SortKey.RECEIVER: mails.c.receiver,
-    SortKey.SERVER: mails.c.server_name,
-    SortKey.ATTEMPTS: mails.c.attempts,
-}
 _CLAIMABLE = [s.value for s in CLAIMABLE_STATUSES]
 _FINAL = sorted(s.value for s in MailStatus if s.is_final)
 # Marks a sealed content row. A MIME message starts with a header name, never with a NUL byte, so a
@@ -316,6 +304,9 @@ class SqlMailStore:
                     conn.execute(update(mail_contents).where(mail_contents.c.mail_id == r.mail_id)
                                  .values(message=message))
                     lent: dict[str, Any] = {"sender": sender, "has_from": True}
+                    if not self._db.is_postgres:  # indexed again with its new sender
+                        word_index.forget(conn, [r.mail_id])
+                        lent["search_key"] = None
                     if message_id is not None:
                         lent["message_id"] = message_id
                     conn.execute(update(mails).where(mails.c.id == r.mail_id).values(**lent))
@@ -413,27 +404,21 @@ class SqlMailStore:
             return message
 
     def search(self, query: LogQuery) -> LogPage:
-        conditions = _conditions(query)
         with self._db.read() as conn:
-            total, exact = self._count(conn, query, conditions) if query.with_total else (None, True)
-            if exact and total is not None and query.offset > total // 2:
-                rows = _from_the_end(conn, query, conditions, total)
-            else:
-                rows = list(conn.execute(_page(query, conditions)).all())
+            search = LogSearch(conn, query, with_word_index=not self._db.is_postgres)
+            total, exact = search.count(self._count_limit) if query.with_total else (None, True)
+            rows = search.rows(total if exact else None)
             recipients = self._recipients(conn, [row.id for row in rows])
         items = [_to_outgoing(row, recipients.get(row.id, ()), ()) for row in rows]
         return LogPage(items=items, total=total, offset=query.offset, limit=query.limit, total_exact=exact)
 
-    def _count(self, conn: Connection, query: LogQuery, conditions: list[ColumnElement[bool]]) -> tuple[int, bool]:
-        """(how many match, exactly), or (n, False) when more than n match. The whole log is counted exactly
-        (both databases count a table without reading its rows); a filtered search only up to the limit or
-        the end of its page, so that a common filter does not read the whole log for a figure."""
-        if not conditions:
-            return conn.execute(select(func.count()).select_from(mails)).scalar_one(), True
-        bound = max(self._count_limit, query.offset + query.limit)
-        matching = select(mails.c.id).where(*conditions).limit(bound + 1).subquery()
-        counted: int = conn.execute(select(func.count()).select_from(matching)).scalar_one()
-        return (bound, False) if counted > bound else (counted, True)
+    def index_for_search(self, limit: int) -> int:
+        """Add up to ``limit`` new mails to SQLite's word index; returns how many (0 on PostgreSQL, whose
+        indexes keep themselves)."""
+        if self._db.is_postgres:
+            return 0
+        with self._db.write() as conn:
+            return word_index.index_new_mails(conn, limit)
 
     def delete(self, mail_ids: Sequence[str]) -> int:
         if not mail_ids:
@@ -665,103 +650,13 @@ def _drop_confidential_contents(conn: Connection, mail_ids: list[str]) -> None:
 
 
 def _delete_mails(conn: Connection, ids: list[str]) -> int:
+    if conn.dialect.name == "sqlite":
+        word_index.forget(conn, ids)
     # Children first: SQLite only cascades with foreign_keys=ON, and not every engine is ours.
     for child, column in ((mail_recipients, mail_recipients.c.mail_id), (mail_attempts, mail_attempts.c.mail_id),
                           (mail_contents, mail_contents.c.mail_id)):
         conn.execute(delete(child).where(column.in_(ids)))
     return conn.execute(delete(mails).where(mails.c.id.in_(ids))).rowcount
-
-
-def _like(text: str) -> str:
-    escaped = text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return f"%{escaped}%"
-
-
-def search_page(query: LogQuery) -> Select[Any]:
-    """The statement of one page of the log (its EXPLAIN is pinned by the tests)."""
-    return _page(query, _conditions(query))
-
-
-def _page(query: LogQuery, conditions: list[ColumnElement[bool]], *, reverse: bool = False) -> Select[Any]:
-    column = _SORT_COLUMNS[query.sort]
-    descending = query.descending != reverse
-    order = [column.desc() if descending else column.asc(), mails.c.id.desc() if descending else mails.c.id.asc()]
-    return select(mails).where(*conditions).order_by(*order).offset(query.offset).limit(query.limit)
-
-
-def _from_the_end(conn: Connection, query: LogQuery, conditions: list[ColumnElement[bool]],
-                  total: int) -> list[Row[Any]]:
-    """A page in the back half of ``total`` matches, read in the opposite order from the end: an OFFSET is
-    read and thrown away row by row, so the last page costs what the first does instead of the whole log.
-    The order ends on the id, so reversed it is exactly the same sequence backwards."""
-    end = min(query.offset + query.limit, total)
-    if end <= query.offset:
-        return []
-    backwards = replace(query, offset=total - end, limit=end - query.offset)
-    return list(reversed(conn.execute(_page(backwards, conditions, reverse=True)).all()))
-
-
-# A whole address (name@domain.tld) or a whole domain (@domain.tld), as `to:` takes them to mean that recipient
-# or any recipient at that domain: no spaces, one @, a dot after it.
-_WHOLE_ADDRESS = re.compile(r"[^\s@]+@[^\s@]+\.[^\s@]+")
-_WHOLE_DOMAIN = re.compile(r"@[^\s@]+\.[^\s@]+")
-
-
-def _to_recipient(value: str) -> ColumnElement[bool]:
-    """Mails to exactly this address, or to anyone at exactly this domain (any case), from the recipients'
-    indexes; a part of an address (``ann``, ``@example``) matches any recipient containing it, by a scan of the
-    mails' recipient summaries."""
-    if _WHOLE_ADDRESS.fullmatch(value):
-        return mails.c.id.in_(select(mail_recipients.c.mail_id)
-                              .where(func.lower(mail_recipients.c.email) == value.lower()))
-    if _WHOLE_DOMAIN.fullmatch(value):
-        return mails.c.id.in_(select(mail_recipients.c.mail_id)
-                              .where(mail_recipients.c.domain == value[1:].lower()))
-    return _contains(mails.c.receiver, value)
-
-
-def _contains(column: ColumnElement[Any], text: str) -> ColumnElement[bool]:
-    """Case-insensitive substring; NULL counts as empty, so that a negated term keeps rows without a value."""
-    return func.lower(func.coalesce(column, "")).like(_like(text), escape="\\")
-
-
-def _term_condition(term: SearchTerm) -> ColumnElement[bool]:
-    # Metadata columns only, never mail_contents: the content of a confidential mail must not be found
-    # (nor its words guessed one by one) through a search, and the others' contents are not indexed.
-    condition: ColumnElement[bool]
-    if term.field is TermField.TEXT:
-        condition = or_(_contains(mails.c.subject, term.value), _contains(mails.c.receiver, term.value))
-    elif term.field is TermField.TAG:
-        condition = _contains(mails.c.tags, "," + term.value + ",")
-    elif term.field is TermField.RECIPIENT:
-        condition = _to_recipient(term.value)
-    else:
-        column = {TermField.SENDER: mails.c.sender, TermField.SUBJECT: mails.c.subject,
-                  TermField.SERVER: mails.c.server_name}[term.field]
-        condition = _contains(column, term.value)
-    return not_(condition) if term.negated else condition
-
-
-def _conditions(query: LogQuery) -> list[ColumnElement[bool]]:
-    conditions: list[ColumnElement[bool]] = []
-    if query.statuses:
-        conditions.append(mails.c.status.in_(sorted(s.value for s in query.statuses)))
-    if query.excluded_statuses:
-        conditions.append(mails.c.status.not_in(sorted(s.value for s in query.excluded_statuses)))
-    # The single-value filters are search terms too: one piece of SQL per kind of match.
-    named = ((TermField.RECIPIENT, query.recipient), (TermField.SENDER, query.sender),
-             (TermField.SUBJECT, query.subject), (TermField.TEXT, query.text), (TermField.TAG, query.tag))
-    conditions.extend(_term_condition(SearchTerm(field, value)) for field, value in named if value)
-    if query.server:
-        conditions.append(mails.c.server_name == query.server)
-    if query.correlation_id:
-        conditions.append(mails.c.correlation_id == query.correlation_id)
-    if query.queued_after:
-        conditions.append(mails.c.queued_at >= query.queued_after)
-    if query.queued_before:
-        conditions.append(mails.c.queued_at < query.queued_before)
-    conditions.extend(_term_condition(term) for term in query.terms)
-    return conditions
 
 
 def _to_outgoing(row: Row[Any], recipients: tuple[RecipientResult, ...],

@@ -98,6 +98,9 @@ mails = Table(
     Column("has_content", Boolean, nullable=False, default=True),  # false once retention dropped the content
     # The content is sealed with the secret key, never read back, and dropped once the mail is final.
     Column("confidential", Boolean, nullable=False, default=False),
+    # SQLite: the mail's row in the word index (word_index.py), NULL until the worker has indexed it. Unused on
+    # PostgreSQL, whose trigram indexes are on the searched columns themselves.
+    Column("search_key", Integer),
     Index("ix_mailroom_mails_claim", "priority", "next_attempt_at",
           sqlite_where=CLAIMABLE, postgresql_where=CLAIMABLE),
     # Content retention walks only finished mails that still have content, oldest first.
@@ -325,3 +328,14 @@ idempotency_keys = Table(
     Column("expires_at", UtcDateTime, nullable=False),  # from then on the key may name a new mail
     Index(None, "expires_at"),
 )
+
+# What the log search's indexes add to one database only (migration 0015), left out of the comparison of the
+# migrated schema with these tables: SQLite's FTS5 word index (a virtual table and its shadow tables) and the
+# partial index of the mails not yet in it; PostgreSQL's trigram GIN indexes.
+WORD_INDEX = "mailroom_mail_words"
+SEARCH_BACKLOG_INDEX = "ix_mailroom_mails_search_backlog"
+TRIGRAM_COLUMNS = ("subject", "sender", "receiver", "tags")
+DIALECT_SEARCH_OBJECTS = frozenset({
+    WORD_INDEX, *(f"{WORD_INDEX}_{shadow}" for shadow in ("data", "idx", "content", "docsize", "config")),
+    SEARCH_BACKLOG_INDEX, *(f"ix_mailroom_mails_{column}_trigrams" for column in TRIGRAM_COLUMNS),
+})
