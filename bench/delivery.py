@@ -173,7 +173,7 @@ def one_round(args: argparse.Namespace, port: int, workdir: Path, number: int) -
         asyncio.run(room.run_worker(until_idle=True, worker=worker))
         deliver_seconds = time.perf_counter() - started
         deliver_cpu = time.process_time() + child_cpu_seconds(room) - cpu
-        sent = room.search_mail_log(SYSTEM, statuses=frozenset({MailStatus.SENT}), limit=1).total
+        sent = room.store.counts_by_status().get(MailStatus.SENT, 0)  # a search's total stops at 1,000
         if sent != args.mails:
             raise SystemExit(f"only {sent} of {args.mails} mails were sent")
         if not number % 2:

@@ -117,3 +117,18 @@ def test_a_sender_lent_by_the_server_is_what_the_index_finds(database_url: str, 
         assert _found(room, "from:shop.example") == [mail_id]  # from the backlog: out of the index until
         assert room.store.index_for_search(100) == (0 if room.database.is_postgres else 1)
         assert _found(room, "from:shop.example") == [mail_id]  # ... it is indexed again, with its new sender
+
+
+def test_the_word_index_survives_a_vacuum(sqlite_room: Mailroom) -> None:
+    """Keyed on search_key, a column of its own: a VACUUM renumbers the rowids of mailroom_mails (no INTEGER
+    PRIMARY KEY), which must not send the index to other mails."""
+    room = sqlite_room
+    room.store.index_for_search(100)
+    room.delete_mails(SYSTEM, _found(room, "news")[:3])  # gaps in the rowids for the VACUUM to close
+    before = {search: _found(room, search) for search in SEARCHES}
+    pooled = room.database.engine.raw_connection()  # VACUUM runs outside any transaction
+    try:
+        pooled.dbapi_connection.execute("VACUUM")  # type: ignore[union-attr]
+    finally:
+        pooled.close()
+    assert {search: _found(room, search) for search in SEARCHES} == before

@@ -109,9 +109,10 @@ def test_a_mail_operator_cannot_read_the_admins_password_reset_code(
     assert room.get_mail(SYSTEM, mail_id).status.value == "sent"
     assert _content_row(room, mail_id) is None  # dropped as soon as the mail was sent
     assert room.get_mail(SYSTEM, mail_id).has_content is False
-    assert mail_id not in cli.out("log", "-q", code, "--json")
-    assert operator.get("/api/v1/mails", params={"q": code}).json()["total"] == 0
-    assert mail_id not in operator.get("/log", params={"q": code}).text
+    quoted = f'"{code}"'  # a code may start with "-", which unquoted would mean "not containing"
+    assert mail_id not in cli.out("log", "-q", quoted, "--json")
+    assert operator.get("/api/v1/mails", params={"q": quoted}).json()["total"] == 0
+    assert mail_id not in operator.get("/log", params={"q": quoted}).text
     assert operator.get(f"/api/v1/mails/{mail_id}/raw").status_code == 403
 
     # The code still works for the one who got the mail.
