@@ -5,11 +5,12 @@ from __future__ import annotations
 import socket
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import func, select, text
 
 from mailroom import SYSTEM, Mail, Mailroom
 from mailroom.adapters.storage import database
 from mailroom.adapters.storage.database import Database
+from mailroom.adapters.storage.tables import mail_recipients
 from mailroom.errors import MailNotFound, StorageError, StorageUnavailable
 
 
@@ -50,6 +51,35 @@ def test_a_send_whose_insert_fails_midway_stores_none_of_its_mails(database_url:
             room.get_mail(SYSTEM, second.id)
         room.store.add([second])  # the connection went back to the pool in a usable state
         assert room.get_mail(SYSTEM, second.id).subject == "second"
+
+
+def test_a_single_send_whose_last_insert_fails_stores_nothing(database_url: str, secret_key: str) -> None:
+    """One mail goes in as one statement on PostgreSQL (three INSERTs in CTEs, in autocommit): a failure in its
+    last INSERT must leave no mail and no recipient behind, as a transaction would."""
+    with Mailroom(database_url=database_url, secret_key=secret_key) as room:
+        mail = room._send.prepare(Mail(to=["a@example.org", "b@example.org"], subject="s", text="t",
+                                       sender="me@example.org"))
+        with room.database.write() as conn:  # the content's INSERT, the last one, is refused
+            if room.database.is_postgres:
+                conn.exec_driver_sql("CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS "
+                                     "$$ BEGIN RAISE EXCEPTION 'refused'; END $$")
+                conn.exec_driver_sql("CREATE TRIGGER refuse BEFORE INSERT ON mailroom_mail_contents "
+                                     "FOR EACH ROW EXECUTE FUNCTION refuse()")
+            else:
+                conn.exec_driver_sql("CREATE TRIGGER refuse BEFORE INSERT ON mailroom_mail_contents "
+                                     "BEGIN SELECT RAISE(ABORT, 'refused'); END")
+        with pytest.raises(StorageError) as caught:
+            room.store.add([mail])
+        assert not isinstance(caught.value, StorageUnavailable)
+        with pytest.raises(MailNotFound):
+            room.get_mail(SYSTEM, mail.id)
+        with room.database.read() as conn:
+            assert conn.execute(select(func.count()).select_from(mail_recipients)).scalar_one() == 0
+        with room.database.write() as conn:
+            conn.exec_driver_sql("DROP TRIGGER refuse" + (" ON mailroom_mail_contents" if room.database.is_postgres
+                                                          else ""))
+        room.store.add([mail])  # the connection went back to the pool in a usable state
+        assert [r.email for r in room.get_mail(SYSTEM, mail.id).recipients] == ["a@example.org", "b@example.org"]
 
 
 @pytest.mark.postgres

@@ -81,12 +81,14 @@ class Database:
                 yield conn
 
     @contextmanager
-    def driver_write(self) -> Iterator[DriverTransaction]:
+    def driver_write(self, *, one_statement: bool = False) -> Iterator[DriverTransaction]:
         """A write transaction on the driver's own connection, for ``send_mail``'s inserts.
 
         A ``write()`` goes through SQLAlchemy's Connection, its begin event and an execution context for
         BEGIN: ~60 µs, as much as SQLite takes to store a mail. Here the pool's connection is used as it is.
-        On PostgreSQL the transaction is one pipeline: one round trip instead of one per statement.
+        On PostgreSQL the transaction is one pipeline: one round trip instead of one per statement; with
+        ``one_statement`` (the caller runs a single statement, atomic by itself) not even that: the statement
+        runs in autocommit, without BEGIN, COMMIT and the pipeline's machinery.
         Errors are raised as SQLAlchemy's and translated like ``write()``'s; a connection the driver reports
         lost is invalidated, so the pool does not hand it out again.
         """
@@ -99,6 +101,13 @@ class Database:
                 if self.dialect == "sqlite":
                     driver.execute("BEGIN IMMEDIATE")
                     yield DriverTransaction(driver, dialect)
+                elif one_statement:
+                    driver.autocommit = True
+                    try:
+                        yield DriverTransaction(driver, dialect)
+                    finally:
+                        with contextlib.suppress(Exception):  # a lost connection is invalidated below
+                            driver.autocommit = False
                 else:
                     # psycopg's pipeline: the statements and the COMMIT go out together, one round trip.
                     with driver.pipeline():

@@ -32,7 +32,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql.dml import ReturningInsert
 
 from mailroom.adapters.storage import word_index
-from mailroom.adapters.storage.bulk import BulkStatement, IdQuery, _Compiled
+from mailroom.adapters.storage.bulk import BulkStatement, IdQuery, _Compiled, _Processor, _processor
 from mailroom.adapters.storage.claiming import claim_due, resume_claimed
 from mailroom.adapters.storage.database import Database
 from mailroom.adapters.storage.log_queries import LogSearch
@@ -150,6 +150,10 @@ class SqlMailStore:
         if not new_mails:
             return
         rows = self._rows(new_mails)
+        if self._db.is_postgres and len(new_mails) == 1 and len(rows[1]) <= _ONE_STATEMENT_RECIPIENTS:
+            with self._db.driver_write(one_statement=True) as transaction:
+                _ONE_MAIL.execute(transaction.connection, transaction.dialect, *rows)
+            return
         with self._db.driver_write() as transaction:
             _write_mails(transaction.connection, transaction.dialect, *rows)
 
@@ -621,6 +625,55 @@ class _InsertStatement:
         return found
 
 
+class _OneMailStatement:
+    """One mail's three INSERTs as one PostgreSQL statement (data-modifying CTEs), compiled once per set of
+    columns and number of recipients. A statement is atomic: run in autocommit it stores the mail in one
+    round trip, without BEGIN, COMMIT and psycopg's pipeline, which cost ~80 µs of send_mail's CPU."""
+
+    def __init__(self) -> None:
+        self._compiled: dict[tuple[Any, ...], tuple[str, list[tuple[str, int, int, str, _Processor]]]] = {}
+
+    def execute(self, driver: Any, dialect: Dialect, mail_rows: _Rows, recipient_rows: _Rows,
+                content_rows: _Rows) -> None:
+        tables = (mail_rows, recipient_rows, content_rows)
+        key = tuple((len(rows), tuple(rows[0])) for rows in tables)
+        found = self._compiled.get(key)
+        if found is None:
+            found = self._compiled[key] = self._compile(dialect, tables)
+        sql, binds = found
+        parameters = {}
+        for name, table, number, column, process in binds:
+            value = tables[table][number][column]
+            parameters[name] = process(value) if process else value
+        try:
+            driver.execute(sql, parameters)
+        except dialect.loaded_dbapi.Error as exc:
+            raise DBAPIError.instance(sql, None, exc, dialect.loaded_dbapi.Error, hide_parameters=True,
+                                      dialect=dialect) from exc
+
+    @staticmethod
+    def _compile(dialect: Dialect, tables: tuple[_Rows, _Rows, _Rows]
+                 ) -> tuple[str, list[tuple[str, int, int, str, _Processor]]]:
+        sources: dict[str, tuple[int, int, str]] = {}
+        ctes: list[Any] = []
+        for number, (table, rows) in enumerate(zip((mails, mail_recipients, mail_contents), tables, strict=True)):
+            values: list[dict[str, Any]] = []
+            for row_number, row in enumerate(rows):
+                names: dict[str, Any] = {}
+                for column in row:
+                    name = f"t{number}_{row_number}_{column}"
+                    sources[name] = (number, row_number, column)
+                    names[column] = bindparam(name, type_=table.c[column].type)
+                values.append(names)
+            ctes.append(insert(table).values(values).cte(f"new_{table.name}"))
+        compiled = select(literal_column("1")).add_cte(*ctes).compile(dialect=dialect)
+        binds = [(name, *sources[name], _processor(bind.type, dialect)) for name, bind in compiled.binds.items()]
+        return str(compiled), binds
+
+
+# More recipients than this: the three INSERTs go the general way (one compiled statement per number of them).
+_ONE_STATEMENT_RECIPIENTS = 16
+_ONE_MAIL = _OneMailStatement()
 _QUEUED = MailStatus.QUEUED.value
 _INSERT_MAILS = _InsertStatement(mails)
 _INSERT_RECIPIENTS = _InsertStatement(mail_recipients)
