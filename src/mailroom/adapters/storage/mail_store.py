@@ -178,9 +178,13 @@ class SqlMailStore:
         mail_rows: list[dict[str, Any]] = []
         recipient_rows: list[dict[str, Any]] = []
         content_rows: list[dict[str, Any]] = []
+        errors: dict[int, tuple[str | None, str | None]] = {}  # a batch's mails share their Text: stored once
         for new in new_mails:
             mail = new.mail
             sender = mail.sender
+            error = errors.get(id(new.last_error))
+            if error is None:
+                error = errors[id(new.last_error)] = (english(new.last_error), _stored_text(new.last_error))
             mail_rows.append({
                 "id": new.id,
                 "status": _QUEUED,
@@ -200,8 +204,8 @@ class SqlMailStore:
                 "expires_at": mail.expires_at,
                 "next_attempt_at": max(new.queued_at, mail.send_at) if mail.send_at else new.queued_at,
                 "attempts": 0,
-                "last_error": english(new.last_error),
-                "last_error_text": _stored_text(new.last_error),
+                "last_error": error[0],
+                "last_error_text": error[1],
                 "updated_at": new.queued_at,
                 "size_bytes": len(new.message),
                 "has_from": sender is not None,
