@@ -124,7 +124,6 @@ mail_recipients = Table(
     Column("reply", Text),
     # The lower-cased part after the (last) @, for `to:@example.org` from an index.
     Column("domain", String(255)),
-    Index(None, "email"),
     Index(None, "domain"),
 )
 # `to:` with a whole address finds that recipient case-insensitively from here, not by scanning every mail.
