@@ -245,7 +245,9 @@ def run_scaleout(ctx: Context, section: Section) -> None:
     two = statistics.median(r.per_second for r in by_workers[2])
 
     def counted(runs: list[scaleout.Drain]) -> str:
-        return f"{sum(r.duplicates for r in runs)} duplicates, {sum(r.lost for r in runs)} lost"
+        busy = statistics.median(r.busy for r in runs)
+        return (f"{sum(r.duplicates for r in runs)} duplicates, {sum(r.lost for r in runs)} lost; "
+                f"machine CPU {busy:.0%} busy while draining")
 
     section.rows.append(Row(
         "2 worker processes", f"{two:,.0f} mails/s; {counted(by_workers[2])}",

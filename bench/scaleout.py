@@ -35,6 +35,17 @@ class Drain(NamedTuple):
     per_second: float
     duplicates: int
     lost: int
+    busy: float  # the share of the machine's CPU time in use while the workers drained (1.0: every core)
+
+
+def cpu_times() -> tuple[int, int]:
+    """(busy, total) jiffies of all cores together, from /proc/stat; (0, 0) where there is none."""
+    try:
+        fields = [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except OSError:
+        return 0, 0
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle and iowait
+    return sum(fields) - idle, sum(fields)
 
 
 def drain(room: Mailroom, secret_key: str, workers: int, count: int, record: Path, *, round_id: str) -> Drain:
@@ -47,8 +58,10 @@ def drain(room: Mailroom, secret_key: str, workers: int, count: int, record: Pat
     before = recorded_message_ids(record)
     url = room.database.url.render_as_string(hide_password=False)
     processes = [start_worker(url, secret_key) for _ in range(workers)]
+    busy_before, total_before = cpu_times()
     try:
         sent = wait_until_sent(room.database, count, timeout=max(120.0, count / 50), workers=processes)
+        busy_after, total_after = cpu_times()
     finally:
         for process in processes:
             stop_worker(process)
@@ -63,7 +76,8 @@ def drain(room: Mailroom, secret_key: str, workers: int, count: int, record: Pat
     span = max((last - first).total_seconds(), 1e-3)
     with room.database.write() as conn:  # the next run starts on an empty queue
         conn.execute(text("TRUNCATE mailroom_mails CASCADE"))
-    return Drain(workers, count, (sent - 1) / span if sent > 1 else float(sent), duplicates, lost)
+    busy = (busy_after - busy_before) / max(total_after - total_before, 1)
+    return Drain(workers, count, (sent - 1) / span if sent > 1 else float(sent), duplicates, lost, busy)
 
 
 def run(pg_admin: str, *, mails: int, rounds: int, python_sink: bool) -> tuple[list[Drain], str]:
@@ -102,7 +116,8 @@ def main() -> None:
     results, sink_name = run(args.pg_admin, mails=args.mails, rounds=args.rounds, python_sink=args.python_sink)
     print(f"sink: {sink_name}; PostgreSQL; {args.mails} mails per run")
     for r in results:
-        print(f"  {r.workers} worker(s): {r.per_second:8.0f} mails/s, {r.duplicates} duplicates, {r.lost} lost")
+        print(f"  {r.workers} worker(s): {r.per_second:8.0f} mails/s, {r.duplicates} duplicates, {r.lost} lost, "
+              f"CPU {r.busy:.0%} busy")
     one, two = (statistics.median(r.per_second for r in results if r.workers == n) for n in (1, 2))
     print(f"2 workers / 1 worker: {two / one:.2f} (target >= 1.7 on 2 cores)")
 

@@ -133,13 +133,15 @@ def test_every_connect_reads_the_password_again() -> None:
 def test_mails_outlasting_their_lease_are_renewed_and_sent_once_by_two_workers() -> None:
     """A batch that takes longer than the lease: the heartbeat keeps it, nobody sends a mail twice."""
     outbox, servers, transport = FakeOutbox(), FakeServerStore(server()), FakeTransport()
-    transport.send_delay = 0.05
+    # Each worker's half takes ~1.8 s, longer than its 1.5 s lease; the heartbeat (every 0.5 s) may be late by a
+    # second on a loaded machine (the full suite runs three processes on two cores) before a lease is lost.
+    transport.send_delay = 0.12
     for n in range(30):
         outbox.put(f"m{n:02}")
 
     async def both() -> None:
-        first = make_worker(outbox, servers, transport, lease_seconds=0.6, connections_per_server=1)
-        second = make_worker(outbox, servers, transport, lease_seconds=0.6, connections_per_server=1)
+        first = make_worker(outbox, servers, transport, lease_seconds=1.5, connections_per_server=1)
+        second = make_worker(outbox, servers, transport, lease_seconds=1.5, connections_per_server=1)
         await asyncio.wait_for(asyncio.gather(first.run(until_idle=True), second.run(until_idle=True)), 30)
 
     asyncio.run(both())
