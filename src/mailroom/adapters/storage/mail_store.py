@@ -95,6 +95,11 @@ CONTENT_TO_PURGE = (
     select(mails.c.id).where(HAS_CONTENT, mails.c.finished_at < bindparam("finished_before"))
     .order_by(mails.c.finished_at).limit(bindparam("limit"))
 )
+# Finished mails of one status, oldest first: a range of the (status, finished_at) index.
+MAILS_TO_PURGE = (
+    select(mails.c.id).where(mails.c.status == bindparam("status"), mails.c.finished_at < bindparam("finished_before"))
+    .order_by(mails.c.finished_at).limit(bindparam("limit"))
+)
 # The claim token fences the write: a worker whose lease ran out (and whose mail another worker took
 # over) must not overwrite the newer state.
 _RECORD_OUTCOMES = BulkStatement(
@@ -479,11 +484,8 @@ class SqlMailStore:
 
     def purge_mails(self, *, status: MailStatus, finished_before: datetime, batch_size: int) -> int:
         with self._db.write() as conn:
-            ids = list(conn.execute(
-                select(mails.c.id)
-                .where(mails.c.status == status.value, mails.c.finished_at < finished_before)
-                .order_by(mails.c.finished_at).limit(batch_size)
-            ).scalars())
+            ids = list(conn.execute(MAILS_TO_PURGE, {"status": status.value, "finished_before": finished_before,
+                                                     "limit": batch_size}).scalars())
             return _delete_mails(conn, ids) if ids else 0
 
     def purge_idempotency_keys(self, *, expired_before: datetime, batch_size: int) -> int:
