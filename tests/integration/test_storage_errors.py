@@ -53,6 +53,25 @@ def test_a_send_whose_insert_fails_midway_stores_none_of_its_mails(database_url:
         assert room.get_mail(SYSTEM, second.id).subject == "second"
 
 
+def test_a_big_send_whose_copy_fails_midway_stores_none_of_its_mails(database_url: str, secret_key: str) -> None:
+    """From 32 mails on, PostgreSQL takes a batch by COPY: a failure after rows went in rolls them all back."""
+    with Mailroom(database_url=database_url, secret_key=secret_key) as room:
+        batch = [room._send.prepare(Mail(to=f"u{n}@example.org", subject=f"m{n}", text="t", sender="me@example.org"))
+                 for n in range(40)]
+        with pytest.raises(StorageError) as caught:
+            room.store.add([*batch, batch[0]])  # the last row breaks the primary key
+        assert not isinstance(caught.value, StorageUnavailable)
+        with room.database.read() as conn:
+            assert conn.execute(select(func.count()).select_from(mail_recipients)).scalar_one() == 0
+        room.store.add(batch)  # the connection went back to the pool in a usable state
+        stored = room.get_mail(SYSTEM, batch[39].id)
+        assert stored.subject == "m39" and [r.email for r in stored.recipients] == ["u39@example.org"]
+        assert stored.queued_at == batch[39].queued_at and stored.sender == "me@example.org"
+        assert str(stored.last_error) == str(batch[39].last_error) and stored.tags == ()
+        assert room.log.raw_message(SYSTEM, batch[39].id) == batch[39].message  # bytes through COPY unchanged
+        assert room.search_mail_log(SYSTEM, text="m3").total == 11  # m3, m30..m39
+
+
 def test_a_single_send_whose_last_insert_fails_stores_nothing(database_url: str, secret_key: str) -> None:
     """One mail goes in as one statement on PostgreSQL (three INSERTs in CTEs, in autocommit): a failure in its
     last INSERT must leave no mail and no recipient behind, as a transaction would."""

@@ -63,14 +63,18 @@ class _Compiled:
                         for values in rows]
             return [{name: process(values[name]) if process else values[name] for name, process in self.binds}
                     for values in rows]
+        if self.positional:
+            return self.tuples(rows)
+        names = [name for name, _ in self.binds]
+        return [dict(zip(names, row, strict=True)) for row in self.tuples(rows)]
+
+    def tuples(self, rows: Sequence[Mapping[str, Any]]) -> list[tuple[Any, ...]]:
+        """Each row's values in the order of ``binds``, processed a column at a time."""
         columns: list[list[Any]] = []
         for name, process in self.binds:
             column = [values[name] for values in rows]
             columns.append(list(map(process, column)) if process else column)
-        if self.positional:
-            return list(zip(*columns, strict=True))
-        names = [name for name, _ in self.binds]
-        return [dict(zip(names, row, strict=True)) for row in zip(*columns, strict=True)]
+        return list(zip(*columns, strict=True))
 
 
 class BulkStatement:

@@ -81,14 +81,15 @@ class Database:
                 yield conn
 
     @contextmanager
-    def driver_write(self, *, one_statement: bool = False) -> Iterator[DriverTransaction]:
+    def driver_write(self, *, one_statement: bool = False, pipelined: bool = True) -> Iterator[DriverTransaction]:
         """A write transaction on the driver's own connection, for ``send_mail``'s inserts.
 
         A ``write()`` goes through SQLAlchemy's Connection, its begin event and an execution context for
         BEGIN: ~60 µs, as much as SQLite takes to store a mail. Here the pool's connection is used as it is.
         On PostgreSQL the transaction is one pipeline: one round trip instead of one per statement; with
         ``one_statement`` (the caller runs a single statement, atomic by itself) not even that: the statement
-        runs in autocommit, without BEGIN, COMMIT and the pipeline's machinery.
+        runs in autocommit, without BEGIN, COMMIT and the pipeline's machinery. ``pipelined=False``: a plain
+        transaction, for what a pipeline cannot carry (COPY).
         Errors are raised as SQLAlchemy's and translated like ``write()``'s; a connection the driver reports
         lost is invalidated, so the pool does not hand it out again.
         """
@@ -108,6 +109,9 @@ class Database:
                     finally:
                         with contextlib.suppress(Exception):  # a lost connection is invalidated below
                             driver.autocommit = False
+                elif not pipelined:
+                    yield DriverTransaction(driver, dialect)
+                    driver.commit()
                 else:
                     # psycopg's pipeline: the statements and the COMMIT go out together, one round trip.
                     with driver.pipeline():

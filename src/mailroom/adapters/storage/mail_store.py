@@ -159,8 +159,13 @@ class SqlMailStore:
             with self._db.driver_write(one_statement=True) as transaction:
                 _ONE_MAIL.execute(transaction.connection, transaction.dialect, *rows)
             return
-        with self._db.driver_write() as transaction:
-            _write_mails(transaction.connection, transaction.dialect, *rows)
+        copy = self._db.is_postgres and len(new_mails) >= _COPY_FROM
+        with self._db.driver_write(pipelined=not copy) as transaction:
+            if copy:
+                for statement, table_rows in zip(_INSERTS, rows, strict=True):
+                    _copy_many(transaction.connection, transaction.dialect, statement, table_rows)
+            else:
+                _write_mails(transaction.connection, transaction.dialect, *rows)
 
     def add_once(self, mail: NewOutgoing, record: IdempotencyRecord) -> IdempotencyRecord:
         rows = self._rows([mail])  # built (and sealed) before the transaction: it holds SQLite's write lock
@@ -617,10 +622,27 @@ def _insert_many(driver: Any, dialect: Dialect, statement: _InsertStatement, row
         cursor.close()
 
 
+def _copy_many(driver: Any, dialect: Dialect, statement: _InsertStatement, rows: list[dict[str, Any]]) -> None:
+    """The rows by PostgreSQL's COPY (psycopg's ``write_row``): per row about half the client's CPU of an
+    executemany's, whose every row is a Bind and an Execute. Same values, same bind processors."""
+    compiled = statement.compiled(dialect, tuple(rows[0]))
+    quote = dialect.identifier_preparer.quote
+    sql = (f"COPY {quote(statement.table.name)} ({', '.join(quote(name) for name, _ in compiled.binds)}) "
+           "FROM STDIN")
+    try:
+        with driver.cursor() as cursor, cursor.copy(sql) as copy:
+            for values in compiled.tuples(rows):
+                copy.write_row(values)
+    except dialect.loaded_dbapi.Error as exc:
+        raise DBAPIError.instance(sql, None, exc, dialect.loaded_dbapi.Error, hide_parameters=True,
+                                  dialect=dialect) from exc
+
+
 class _InsertStatement:
     """An INSERT of a table's rows, compiled once per dialect and set of columns (see bulk.py)."""
 
     def __init__(self, table: Table) -> None:
+        self.table = table
         self._statement = insert(table)
         self._compiled: dict[tuple[str, tuple[str, ...]], _Compiled] = {}
 
@@ -684,6 +706,10 @@ _QUEUED = MailStatus.QUEUED.value
 _INSERT_MAILS = _InsertStatement(mails)
 _INSERT_RECIPIENTS = _InsertStatement(mail_recipients)
 _INSERT_CONTENTS = _InsertStatement(mail_contents)
+_INSERTS = (_INSERT_MAILS, _INSERT_RECIPIENTS, _INSERT_CONTENTS)
+# A batch of this many mails or more goes into PostgreSQL by COPY: three round trips more than a pipeline,
+# worth it from a few dozen rows on.
+_COPY_FROM = 32
 
 
 # A confidential mail that has reached a final status (by the worker's result or a cancel) loses its
