@@ -149,6 +149,14 @@ def test_send_then_log_json_shows_it_queued(cli: Cli) -> None:
     assert cli.json("log", "--query", "-status:queued")["total"] == 0
     assert "unknown status 'snt'" in cli.err("log", "--query", "status:snt", code=2)
     assert "queued" in cli.out("show", mail_id)
+    first = cli.json("log", "--limit", "1")
+    assert first["items"][0]["id"] == second and first["next_after"]
+    after = cli.json("log", "--limit", "1", "--after", first["next_after"])
+    assert after["items"][0]["id"] == mail_id and after["next_after"]  # full: more may follow
+    assert cli.json("log", "--limit", "1", "--after", after["next_after"]) | {"total": 2} == {
+        "total": 2, "total_exact": True, "offset": 0, "limit": 1, "next_after": None, "items": []}
+    assert f"next page: --after {first['next_after']}" in cli.out("log", "--limit", "1")
+    assert "not a cursor" in cli.err("log", "--after", "nonsense", code=2)
 
 
 def test_invalid_address_exits_2_and_stores_nothing(cli: Cli) -> None:

@@ -17,7 +17,7 @@ from mailroom.adapters.storage.database import MIGRATIONS, Database
 from mailroom.adapters.storage.log_queries import LogSearch
 from mailroom.adapters.storage.mail_store import CONTENT_TO_PURGE, MAILS_TO_PURGE, SqlMailStore
 from mailroom.adapters.storage.tables import DIALECT_SEARCH_OBJECTS, mails, metadata
-from mailroom.domain.log import LogQuery, SearchTerm, TermField
+from mailroom.domain.log import LogQuery, PageCursor, SearchTerm, SortKey, TermField
 from mailroom.domain.log_search import parse_search
 from mailroom.domain.mail import Priority
 
@@ -190,6 +190,20 @@ def test_a_substring_search_reads_the_word_index(database_url: str, search: str)
                 assert "mailroom_mail_words VIRTUAL TABLE INDEX" in plan, plan
             for plan in (page, not_yet):
                 assert "ix_mailroom_mails_search_backlog" in plan, plan
+    finally:
+        db.dispose()
+
+
+def test_a_page_after_a_cursor_starts_in_the_index_not_at_its_top(database_url: str) -> None:
+    """Keyset paging: the page after a cursor is a range of the queued_at index from the cursor on."""
+    db = Database(database_url)
+    try:
+        db.migrate()
+        cursor = PageCursor(SortKey.QUEUED_AT, True, datetime(2024, 5, 1, tzinfo=UTC), "0" * 32).encode()
+        with db.engine.begin() as conn:
+            plan = _plan(conn, LogSearch(conn, LogQuery(after=cursor)).page(), {})
+        assert "ix_mailroom_mails_queued_at" in plan, plan
+        assert "queued_at<" in plan.replace(" ", "") or "Index Cond: (queued_at <=" in plan, plan
     finally:
         db.dispose()
 

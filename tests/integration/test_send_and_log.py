@@ -14,6 +14,7 @@ from mailroom import (
     AttachmentTooLarge,
     InvalidAddress,
     InvalidHeader,
+    InvalidInput,
     InvalidTransition,
     Mail,
     MailNotFound,
@@ -305,3 +306,39 @@ def test_the_last_page_is_read_from_the_end_not_past_every_mail_before_it(mailro
         event.remove(mailroom.database.engine, "before_cursor_execute", remember)
     assert [m.subject for m in last.items] == [f"Mail {i}" for i in range(9, -1, -1)]
     assert offsets == [0]  # the first 10 from the other end, not 30 read and thrown away
+
+
+@pytest.mark.parametrize("sort", ["queued_at", "subject", "status", "receiver", "attempts"])
+def test_next_after_walks_every_page_once_in_order(mailroom: Mailroom, sort: str) -> None:
+    """Keyset paging: each page's next_after continues right after its last mail (ties broken by the id), so
+    the walk gives exactly the order an offset gives, and a mail queued meanwhile does not shift it."""
+    mailroom.send_mails(SYSTEM, [Mail(to=f"user{i % 4}@example.org", subject=f"Mail {i % 3}", text="t")
+                                 for i in range(23)])
+    for descending in (True, False):
+        everything = [m.id for m in mailroom.search_mail_log(SYSTEM, sort=sort, descending=descending,
+                                                             limit=100).items]
+        walked: list[str] = []
+        page = mailroom.search_mail_log(SYSTEM, sort=sort, descending=descending, limit=5)
+        while True:
+            walked += [m.id for m in page.items]
+            assert page.total == 23
+            if page.next_after is None:
+                break
+            page = mailroom.search_mail_log(SYSTEM, sort=sort, descending=descending, limit=5,
+                                            after=page.next_after)
+        assert walked == everything, (sort, descending)
+
+
+def test_a_cursor_that_is_not_one_or_belongs_to_another_order_is_refused(mailroom: Mailroom) -> None:
+    mailroom.send_mails(SYSTEM, [Mail(to=f"user{i}@example.org", subject=f"Mail {i}", text="t") for i in range(3)])
+    cursor = mailroom.search_mail_log(SYSTEM, limit=2).next_after
+    assert cursor is not None
+    for bad in ("nonsense", "W10", cursor[:-3]):
+        with pytest.raises(InvalidInput, match="not a cursor") as caught:
+            mailroom.search_mail_log(SYSTEM, after=bad)
+        assert caught.value.field == "after"
+    with pytest.raises(InvalidInput, match="another order"):
+        mailroom.search_mail_log(SYSTEM, after=cursor, descending=False)
+    with pytest.raises(InvalidInput, match="not both"):
+        mailroom.search_mail_log(SYSTEM, after=cursor, offset=2)
+    assert mailroom.search_mail_log(SYSTEM, sort="sent_at", limit=1).next_after is None  # NULLs: offsets only

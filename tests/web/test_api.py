@@ -204,6 +204,16 @@ def test_a_search_says_when_more_mails_match_than_it_counted(admin: TestClient, 
     assert (deep["total"], deep["total_exact"], len(deep["items"])) == (1005, True, 5)
     whole = admin.get(f"{API}/mails", params={"limit": 10}).json()
     assert (whole["total"], whole["total_exact"]) == (1005, True)
+    # Keyset paging: next_after continues where a page ended, at any depth.
+    walked, page = [], admin.get(f"{API}/mails", params={"text": "invoice 100", "limit": 4}).json()
+    while True:
+        walked += [item["subject"] for item in page["items"]]
+        if not page["next_after"]:
+            break
+        page = admin.get(f"{API}/mails", params={"text": "invoice 100", "limit": 4,
+                                                 "after": page["next_after"]}).json()
+    assert walked == ["Invoice 1004", "Invoice 1003", "Invoice 1002", "Invoice 1001", "Invoice 1000", "Invoice 100"]
+    assert_error(admin.get(f"{API}/mails", params={"after": "nonsense"}), 422, "invalid_input", "after")
 
 
 def test_cancel_retry_and_delete_follow_the_status_rules(

@@ -124,3 +124,29 @@ def test_a_search_with_more_mails_than_are_counted_pages_on_without_a_last_page(
     assert "1,010 entries" in admin.get("/log").text
     too_deep = admin.get("/log", params={"q": "mail", "page": "999999999"})
     assert too_deep.status_code == 422 and banners(too_deep.text) == ["There is no page 999,999,999."]
+
+
+def test_next_links_carry_a_cursor_and_walk_the_log_in_order(admin: TestClient, room: Mailroom) -> None:
+    """Next goes on from where the page ended (keyset, fast at any depth); every other link goes by page."""
+    fill_log(room, 60)
+    seen: list[str] = []
+    answer = admin.get("/log", params={"size": "25", "sort": "subject", "order": "asc"}).text
+    for number in (1, 2, 3):
+        seen += re.findall(r"Mail \d{3}", answer)
+        assert f"Page {number} of 3" in answer
+        following = re.search(r'<a href="([^"]+)" rel="next">', answer)
+        if number == 3:
+            assert following is None
+            break
+        assert following and "after=" in following.group(1) and f"page={number + 1}" in following.group(1)
+        answer = admin.get(html.unescape(following.group(1))).text
+        previous = re.search(r'<a href="([^"]+)" rel="prev">', answer)
+        assert previous and "after=" not in previous.group(1)
+    assert list(dict.fromkeys(seen)) == [f"Mail {i:03}" for i in range(60)]
+    broken = admin.get("/log", params={"after": "nonsense", "page": "2"})
+    assert broken.status_code == 422 and "not a cursor" in broken.text
+
+
+def test_a_broken_cursor_is_explained_in_german(german: TestClient) -> None:
+    answer = german.get("/log", params={"after": "nonsense", "page": "2"})
+    assert answer.status_code == 422 and "keine Fortsetzungsmarke" in answer.text

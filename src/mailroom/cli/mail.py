@@ -153,6 +153,8 @@ def log(
     asc: Annotated[bool, typer.Option("--asc", help="Oldest/smallest first (default: newest first).")] = False,
     limit: Annotated[int, typer.Option("--limit", help="At most this many mails.")] = 50,
     offset: Annotated[int, typer.Option("--offset", help="Skip this many mails.")] = 0,
+    after: Annotated[str | None, typer.Option("--after", metavar="CURSOR", help="The page after the one that "
+                                              "printed this cursor (same order; --json prints next_after).")] = None,
     query_text: Annotated[str | None, typer.Option("--query", "-q", help="The web log's search syntax, e.g. "
                                                    "'invoice to:ann@ -status:sent after:2026-01-01'.")] = None,
     as_json: JsonOption = False,
@@ -162,14 +164,14 @@ def log(
         statuses=frozenset(status or ()), recipient=to, subject=subject, text=search, server=server, tag=tag,
         correlation_id=correlation_id, queued_after=parse_moment(since, "--since"),
         queued_before=parse_moment(until, "--until"), sort=sort, descending=not asc, limit=limit,
-        offset=offset,
+        offset=offset, after=after,
     )
     if query_text:
         query = parse_search(query_text, query)
     page = mailroom(ctx).search_mail_log(SYSTEM, query)
     if as_json:
         output.print_json({"total": page.total, "total_exact": page.total_exact, "offset": page.offset,
-                           "limit": page.limit, "items": page.items})
+                           "limit": page.limit, "next_after": page.next_after, "items": page.items})
     else:
         output.print_log_page(page)
 

@@ -210,6 +210,8 @@ def print_log_page(page: LogPage) -> None:
     span = f"{len(page.items)} of {total}"
     if page.offset:
         span += f" (from {first})"
+    if page.next_after:
+        span += f"; next page: --after {page.next_after}"
     print_rows("Mail log", LOG_COLUMNS, rows, span)
 
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import enum
+import json
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -53,6 +56,46 @@ class SearchTerm:
             raise InvalidInput(f"an empty {self.field.value} search term matches everything", field="q")
 
 
+KEYSET_SORTS = frozenset({SortKey.QUEUED_AT, SortKey.SUBJECT, SortKey.STATUS, SortKey.RECEIVER, SortKey.ATTEMPTS})
+"""The orders a page can continue from a cursor: their columns are never NULL (sent_at and the server are)."""
+
+
+@dataclass(frozen=True, slots=True)
+class PageCursor:
+    """Where a page of the log ended: the last mail's sort value and id, in that page's order. The next page
+    starts right after it, as fast at the millionth mail as at the first (an offset reads every mail before
+    it); mails added or removed meanwhile do not shift it."""
+
+    sort: SortKey
+    descending: bool
+    value: datetime | str | int
+    mail_id: str
+
+    def encode(self) -> str:
+        value = self.value.isoformat() if isinstance(self.value, datetime) else self.value
+        text = json.dumps([self.sort.value, self.descending, value, self.mail_id], separators=(",", ":"))
+        return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+    @classmethod
+    def decode(cls, text: str) -> PageCursor:
+        """Raises InvalidInput (field ``after``) for anything ``encode`` did not make."""
+        try:
+            sort_name, descending, value, mail_id = json.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
+            sort = SortKey(sort_name)
+            if sort not in KEYSET_SORTS or not isinstance(descending, bool) or not isinstance(mail_id, str):
+                raise ValueError(sort_name)
+            if sort is SortKey.QUEUED_AT:
+                value = datetime.fromisoformat(value)
+                if value.tzinfo is None:
+                    raise ValueError(value)
+            elif not isinstance(value, int if sort is SortKey.ATTEMPTS else str) or isinstance(value, bool):
+                raise ValueError(value)
+        except (ValueError, TypeError, UnicodeError, binascii.Error) as exc:
+            raise InvalidInput("'after' is not a cursor this log gave out: use the next_after of a page",
+                               field="after") from exc
+        return cls(sort, descending, value, mail_id)
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class LogQuery:
     """Filters combine with AND; ``text`` matches subject or any recipient, case-insensitively.
@@ -78,6 +121,8 @@ class LogQuery:
     offset: int = 0
     limit: int = 50
     with_total: bool = True
+    after: str | None = None
+    """A page's ``next_after``: continue right after that page's last mail, in the same order (no offset)."""
 
     def __post_init__(self) -> None:
         if not 1 <= self.limit <= MAX_PAGE_SIZE:
@@ -95,6 +140,18 @@ class LogQuery:
         except ValueError as exc:
             raise InvalidInput(str(exc), field="sort") from exc
         object.__setattr__(self, "terms", tuple(self.terms))
+        if self.after is not None:
+            cursor = self.cursor
+            assert cursor is not None
+            if self.offset:
+                raise InvalidInput("give either 'after' or an offset, not both", field="after")
+            if (cursor.sort, cursor.descending) != (self.sort, self.descending):
+                raise InvalidInput("'after' continues another order: keep the sort and direction of the page "
+                                   "that gave it", field="after")
+
+    @property
+    def cursor(self) -> PageCursor | None:
+        return PageCursor.decode(self.after) if self.after is not None else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +164,8 @@ class LogPage:
     offset: int
     limit: int
     total_exact: bool = True
+    next_after: str | None = None
+    """The cursor of the page after this one (LogQuery.after), when the order allows it and more may follow."""
 
     @property
     def has_more(self) -> bool:

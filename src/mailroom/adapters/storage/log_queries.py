@@ -29,7 +29,7 @@ from sqlalchemy import (
 
 from mailroom.adapters.storage import word_index
 from mailroom.adapters.storage.tables import mail_recipients, mails
-from mailroom.domain.log import LogQuery, SearchTerm, SortKey, TermField
+from mailroom.domain.log import KEYSET_SORTS, LogQuery, PageCursor, SearchTerm, SortKey, TermField
 
 COMMON = 2_000
 """A term the word index finds in at least this many mails is searched by walking the log in order: at a
@@ -115,7 +115,31 @@ class LogSearch:
         descending = query.descending != reverse
         order = [column.desc() if descending else column.asc(),
                  mails.c.id.desc() if descending else mails.c.id.asc()]
-        return select(mails).where(*self.conditions).order_by(*order).offset(query.offset).limit(query.limit)
+        return (select(mails).where(*self.conditions, *self._after()).order_by(*order)
+                .offset(query.offset).limit(query.limit))
+
+    def next_after(self, rows: list[Row[Any]], total: int | None) -> str | None:
+        """The cursor of the page after ``rows``, when the order allows one and the page is full (a full last
+        page's cursor leads to an empty page when the total is not known)."""
+        query = self.query
+        if query.sort not in KEYSET_SORTS or len(rows) < query.limit:
+            return None
+        if total is not None and query.after is None and query.offset + len(rows) >= total:
+            return None
+        last = rows[-1]
+        value = getattr(last, _SORT_COLUMNS[query.sort].key)
+        return PageCursor(query.sort, query.descending, value, last.id).encode()
+
+    def _after(self) -> list[ColumnElement[bool]]:
+        """The cursor's condition: after its mail in the page's order. Spelled so that the sort column's own
+        index serves it (a row-value comparison would need an index on the column and the id together)."""
+        cursor = self.query.cursor
+        if cursor is None:
+            return []
+        column = _SORT_COLUMNS[cursor.sort]
+        if cursor.descending:
+            return [column <= cursor.value, or_(column < cursor.value, mails.c.id < cursor.mail_id)]
+        return [column >= cursor.value, or_(column > cursor.value, mails.c.id > cursor.mail_id)]
 
     def _build(self, with_word_index: bool) -> None:
         query = self.query

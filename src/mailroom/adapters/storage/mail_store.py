@@ -428,7 +428,8 @@ class SqlMailStore:
             rows = search.rows(total if exact else None)
             recipients = self._recipients(conn, [row.id for row in rows])
         items = [_to_outgoing(row, recipients.get(row.id, ()), ()) for row in rows]
-        return LogPage(items=items, total=total, offset=query.offset, limit=query.limit, total_exact=exact)
+        return LogPage(items=items, total=total, offset=query.offset, limit=query.limit, total_exact=exact,
+                       next_after=search.next_after(rows, total if exact else None))
 
     def index_for_search(self, limit: int) -> int:
         """Add up to ``limit`` new mails to SQLite's word index; returns how many (0 on PostgreSQL, whose

@@ -124,7 +124,7 @@ def search_mails(request: Request, search: Annotated[MailSearch, Query()], calle
     refuse_repeated_parameters(request, MailSearch)
     page = room(request).log.search(caller, search.to_query())
     return MailPage(items=[MailSummary.of(mail) for mail in page.items], total=page.total,
-                    total_exact=page.total_exact, offset=page.offset, limit=page.limit)
+                    total_exact=page.total_exact, offset=page.offset, limit=page.limit, next_after=page.next_after)
 
 
 # Before "/mails/{mail_id}", which would otherwise take "statuses" for a mail id.

@@ -292,12 +292,15 @@ class MailSearch(StorableText):
     descending: bool = True
     offset: int = Field(default=0, ge=0, le=1_000_000_000)
     limit: int = Field(default=50, ge=1, le=MAX_PAGE_SIZE)
+    after: str | None = Field(default=None, max_length=2000, description=(
+        "A page's `next_after`: the page right after it, in the same order (instead of an offset, which reads "
+        "every mail before it)."))
 
     def to_query(self) -> LogQuery:
         structured = LogQuery(statuses=frozenset(self.status), recipient=self.recipient, text=self.text,
                         subject=self.subject, server=self.server, tag=self.tag, correlation_id=self.correlation_id,
                         queued_after=self.queued_after, queued_before=self.queued_before, sort=self.sort,
-                        descending=self.descending, offset=self.offset, limit=self.limit)
+                        descending=self.descending, offset=self.offset, limit=self.limit, after=self.after)
         return parse_search(self.q, structured) if self.q else structured
 
 
@@ -410,6 +413,9 @@ class MailPage(BaseModel):
     total_exact: bool = Field(True, description="Whether `total` is the exact number of matching mails.")
     offset: int
     limit: int
+    next_after: str | None = Field(None, description=(
+        "Pass as `after` for the next page (sorted by queued_at, subject, status, recipients or attempts); null "
+        "when no more mails follow or the order is by sent_at or server."))
 
 
 class BulkDeleteRequest(RequestModel):

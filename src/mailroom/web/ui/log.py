@@ -129,10 +129,11 @@ class LogView:
     order: str = "desc"
     page: int = 1
     size: int = DEFAULT_PAGE_SIZE
+    after: str = ""  # the cursor a Next link carries; any other link goes by the page number
 
     def params(self, **changes: Any) -> dict[str, str]:
         defaults = LogView()
-        values = {f.name: getattr(self, f.name) for f in fields(self)} | changes
+        values = {f.name: getattr(self, f.name) for f in fields(self)} | {"after": ""} | changes
         return {name: str(value) for name, value in values.items() if value != getattr(defaults, name)}
 
     def link(self, request: Request, **changes: Any) -> str:
@@ -188,8 +189,9 @@ def build_query(view: LogView, now: datetime) -> LogQuery:
         raise InvalidInput(f"page {view.page} is not between 1 and {deepest_page(view.size)}", field="page")
     base = LogQuery(statuses=statuses, server=view.server or None,
                     queued_after=now - PERIODS[view.period] if view.period else None,
-                    sort=sort, descending=view.order != "asc", offset=(max(1, view.page) - 1) * view.size,
-                    limit=view.size)
+                    sort=sort, descending=view.order != "asc",
+                    offset=0 if view.after else (max(1, view.page) - 1) * view.size, limit=view.size,
+                    after=view.after or None)
     return parse_search(view.q, base)
 
 
@@ -227,7 +229,7 @@ def outcome_message(done: str, count: int, skipped: int) -> tuple[str | None, st
 def show_log(request: Request, subject: Annotated[Subject, Depends(require(READ_MAIL))], q: str = "",
              status: str = "", server: str = "", period: str = "", sort: str = SortKey.QUEUED_AT.value,
              order: str = "desc", page: str = "1", size: str = str(DEFAULT_PAGE_SIZE), done: str = "", n: str = "0",
-             skipped: str = "0") -> HTMLResponse:
+             skipped: str = "0", after: str = "") -> HTMLResponse:
     mailroom = room(request)
     result = LogResult()
     page_number = whole_number(page)
@@ -244,7 +246,7 @@ def show_log(request: Request, subject: Annotated[Subject, Depends(require(READ_
     too_deep = page_number > deepest_page(size_number)
     view = LogView(q=q.strip(), status=status, server=server, period=period, sort=sort,
                    order="asc" if order == "asc" else "desc", page=1 if too_deep else page_number,
-                   size=size_number)
+                   size=size_number, after="" if too_deep else after.strip())
     try:
         result.page = mailroom.log.search(subject, build_query(view, mailroom.clock.now()))
     except InvalidInput as exc:
@@ -253,7 +255,11 @@ def show_log(request: Request, subject: Annotated[Subject, Depends(require(READ_
     total_exact = result.page.total_exact if result.page else True
     # More mails than were counted: there is a next page, but no last page to name.
     last_page = max(1, -(-total // view.size)) if total_exact else None
-    has_more = result.page.has_more if result.page else False
+    # The page number says where a page stands, also one reached by a cursor (whose own offset is 0).
+    shown = (view.page - 1) * view.size + (len(result.page.items) if result.page else 0)
+    has_more = bool(result.page) and (not total_exact or total > shown)
+    next_link = view.link(request, page=view.page + 1,
+                          after=result.page.next_after or "" if result.page else "")
     past_end = page_number if result.page and (too_deep or (last_page and page_number > last_page)) else None
     last_page_link = Markup('<a href="{}" data-testid="last-page-hint">{}</a>').format(
         view.link(request, page=last_page or 1), format_decimal(last_page or 1, locale=page_language(request)))
@@ -269,7 +275,7 @@ def show_log(request: Request, subject: Annotated[Subject, Depends(require(READ_
     return mail_page(
         request, "log.html", status_code=422 if result.errors or too_deep else 200, view=view, result=result,
         servers=servers, periods=periods, page_sizes=PAGE_SIZES, columns=columns, last_page=last_page,
-        total=total, total_exact=total_exact, has_more=has_more,
+        total=total, total_exact=total_exact, has_more=has_more, next_link=next_link,
         notice=notice, problem=problem, past_end=past_end, last_page_link=last_page_link,
         back=view.link(request).removeprefix(url(request, "")),
         can_retry=subject.has(RETRY_MAIL), can_cancel=subject.has(CANCEL_MAIL), can_delete=subject.has(DELETE_MAIL),
