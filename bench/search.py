@@ -54,7 +54,7 @@ from sqlalchemy import event
 from mailroom.adapters.storage.database import Database
 from mailroom.adapters.storage.mail_store import SqlMailStore
 from mailroom.adapters.storage.tables import WORD_INDEX
-from mailroom.domain.log import MAX_OFFSET, LogQuery
+from mailroom.domain.log import MAX_OFFSET, LogQuery, PageCursor, SortKey
 from mailroom.domain.log_search import parse_search
 from mailroom.domain.outbox import MailStatus
 from mailroom.worker import SEARCH_INDEX_BATCH
@@ -97,7 +97,7 @@ HASHES = {"status": 2654435761, "a0": 2246822519, "a1": 3266489917, "a2": 668265
           "recipients": 2034011593}
 
 KINDS = ("landing page", "exact recipient (to:)", "recipient domain", "sender", "subject words", "rare subject word",
-         "no match", "tag", "status + time range", "server", "deep page", "last page")
+         "no match", "tag", "status + time range", "server", "deep page", "next page (cursor)", "last page")
 
 
 def pick(i: int, name: str, size: int) -> int:
@@ -360,6 +360,9 @@ class Queries:
             return LogQuery(server=rng.choice(SERVERS), limit=PAGE)
         if kind == "deep page":
             return LogQuery(offset=5000, limit=PAGE)
+        if kind == "next page (cursor)":  # the page after a cursor somewhere in the log: keyset, any depth
+            middle = self.end - SPAN * rng.uniform(0.2, 0.8)
+            return LogQuery(after=PageCursor(SortKey.QUEUED_AT, True, middle, "f" * 32).encode(), limit=PAGE)
         if kind == "last page":
             return LogQuery(offset=min((self.mails - 1) // PAGE * PAGE, MAX_OFFSET), limit=PAGE)
         raise ValueError(kind)
