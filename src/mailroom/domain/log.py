@@ -167,13 +167,6 @@ class LogPage:
     next_after: str | None = None
     """The cursor of the page after this one (LogQuery.after), when the order allows it and more may follow."""
 
-    @property
-    def has_more(self) -> bool:
-        """Whether mails follow this page (without a total: whether the page is full)."""
-        if self.total is None:
-            return len(self.items) == self.limit
-        return not self.total_exact or self.total > self.offset + len(self.items)
-
 
 @dataclass(frozen=True, slots=True)
 class HourlyCount:
