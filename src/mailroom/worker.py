@@ -422,7 +422,11 @@ class Worker:
                         return
                     continue
                 if len(lane.senders) > lane.health.target:
-                    return  # the server takes fewer connections: this one ends
+                    # The server takes fewer connections: this one ends, and leaves the count now. Its task's
+                    # done callback comes later: until then every other sender would see the same count and
+                    # end too, leaving the lane's mails to no one (the worker then waited for ever).
+                    lane.senders.discard(asyncio.current_task())
+                    return
                 while len(unwritten) > UNWRITTEN_PER_CONNECTION:
                     # A crash may resend only what is in flight: per connection the mail being sent and the
                     # few before it whose results are being written meanwhile (commits overlap SMTP).
