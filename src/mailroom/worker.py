@@ -499,6 +499,9 @@ class Worker:
             if session is not None:
                 lane.open_connections -= 1
                 await self._close(session)
+            lane.senders.discard(asyncio.current_task())
+            if lane.queue and not lane.senders and self._lanes.get(lane.server.id) is lane:
+                self._staff(lane)  # the last sender leaves mails behind (they came while it ended): one more
 
     async def _close(self, session: SmtpSession) -> None:
         """QUIT and close; when stopping, only as long as the grace period lasts. A sender cut off at the end
