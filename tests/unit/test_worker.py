@@ -420,3 +420,17 @@ def test_the_search_index_waits_while_mails_are_on_their_way(monkeypatch: pytest
 
     asyncio.run(scenario())
     assert index.batches == [5]
+
+
+@pytest.mark.parametrize("send_delay", [0.0, 0.001, 0.005])
+def test_a_server_taking_fewer_connections_still_gets_every_mail(send_delay: float) -> None:
+    """Four senders, a server that takes one connection: the senders above the lowered target end, and the
+    lane's mails must not be left without one (the worker waited for ever when they all ended)."""
+    for _ in range(20):
+        outbox, transport = FakeOutbox(), FakeTransport()
+        transport.max_connections["relay"] = 1
+        transport.send_delay = send_delay
+        for n in range(12):
+            outbox.put(f"m{n:02}")
+        run(make_worker(outbox, FakeServerStore(server()), transport, connections_per_server=4))
+        assert {m.status for m in outbox.mails.values()} == {MailStatus.SENT}
