@@ -719,11 +719,7 @@ class Worker:
     async def _retention_loop(self) -> None:
         assert self._purge is not None
         while True:
-            try:
-                while await self._in_db_thread(self._purge.run_batch) > 0:
-                    await asyncio.sleep(0.05)  # small batches, other writers get the lock between them
-            except Exception:
-                log.exception("retention failed; trying again at the next interval")
+            await self._in_batches(self._purge.run_batch, failed="retention failed")
             await asyncio.sleep(self._retention_seconds)
 
     async def _search_index_loop(self) -> None:
@@ -735,12 +731,18 @@ class Worker:
             # the mails not indexed yet, and that backlog should stay small).
             if self._held and time.monotonic() - last < SEARCH_INDEX_MAX_DELAY:
                 continue
-            try:
-                while await self._in_db_thread(self._search_index.index_for_search, SEARCH_INDEX_BATCH) > 0:
-                    await asyncio.sleep(0.05)  # other writers get the lock between batches
-            except Exception:
-                log.exception("indexing the log for search failed; trying again at the next interval")
+            await self._in_batches(functools.partial(self._search_index.index_for_search, SEARCH_INDEX_BATCH),
+                                   failed="indexing the log for search failed")
             last = time.monotonic()
+
+    async def _in_batches(self, batch: Callable[[], int], *, failed: str) -> None:
+        """Housekeeping in small batches on the database thread until one does nothing (other writers get the
+        lock between them); a failure is logged and waits for the next round."""
+        try:
+            while await self._in_db_thread(batch) > 0:
+                await asyncio.sleep(0.05)
+        except Exception:
+            log.exception("%s; trying again at the next interval", failed)
 
     # --- stopping -------------------------------------------------------------------------------------
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -425,11 +426,12 @@ class SqlMailStore:
         with self._db.read() as conn:
             search = LogSearch(conn, query, with_word_index=not self._db.is_postgres)
             total, exact = search.count(self._count_limit) if query.with_total else (None, True)
-            rows = search.rows(total if exact else None)
+            known = total if exact else None
+            rows = search.rows(known)
             recipients = self._recipients(conn, [row.id for row in rows])
         items = [_to_outgoing(row, recipients.get(row.id, ()), ()) for row in rows]
         return LogPage(items=items, total=total, offset=query.offset, limit=query.limit, total_exact=exact,
-                       next_after=search.next_after(rows, total if exact else None))
+                       next_after=search.next_after(rows, known))
 
     def index_for_search(self, limit: int) -> int:
         """Add up to ``limit`` new mails to SQLite's word index; returns how many (0 on PostgreSQL, whose
@@ -615,12 +617,21 @@ def _insert_many(driver: Any, dialect: Dialect, statement: _InsertStatement, row
     params: Any = compiled.rows(rows)
     cursor = driver.cursor()
     try:
-        cursor.executemany(compiled.sql, params)
-    except dialect.loaded_dbapi.Error as exc:
-        raise DBAPIError.instance(compiled.sql, None, exc, dialect.loaded_dbapi.Error, hide_parameters=True,
-                                  dialect=dialect) from exc
+        with _raised_as_sqlalchemy(compiled.sql, dialect):
+            cursor.executemany(compiled.sql, params)
     finally:
         cursor.close()
+
+
+@contextmanager
+def _raised_as_sqlalchemy(sql: str, dialect: Dialect) -> Iterator[None]:
+    """A DBAPI error on the driver's connection raised as SQLAlchemy's (parameters hidden: they hold addresses
+    and contents), so that the Database translates it like any other."""
+    try:
+        yield
+    except dialect.loaded_dbapi.Error as exc:
+        raise DBAPIError.instance(sql, None, exc, dialect.loaded_dbapi.Error, hide_parameters=True,
+                                  dialect=dialect) from exc
 
 
 def _copy_many(driver: Any, dialect: Dialect, statement: _InsertStatement, rows: list[dict[str, Any]]) -> None:
@@ -630,13 +641,9 @@ def _copy_many(driver: Any, dialect: Dialect, statement: _InsertStatement, rows:
     quote = dialect.identifier_preparer.quote
     sql = (f"COPY {quote(statement.table.name)} ({', '.join(quote(name) for name, _ in compiled.binds)}) "
            "FROM STDIN")
-    try:
-        with driver.cursor() as cursor, cursor.copy(sql) as copy:
-            for values in compiled.tuples(rows):
-                copy.write_row(values)
-    except dialect.loaded_dbapi.Error as exc:
-        raise DBAPIError.instance(sql, None, exc, dialect.loaded_dbapi.Error, hide_parameters=True,
-                                  dialect=dialect) from exc
+    with _raised_as_sqlalchemy(sql, dialect), driver.cursor() as cursor, cursor.copy(sql) as copy:
+        for values in compiled.tuples(rows):
+            copy.write_row(values)
 
 
 class _InsertStatement:
@@ -674,11 +681,8 @@ class _OneMailStatement:
         for name, table, number, column, process in binds:
             value = tables[table][number][column]
             parameters[name] = process(value) if process else value
-        try:
+        with _raised_as_sqlalchemy(sql, dialect):
             driver.execute(sql, parameters)
-        except dialect.loaded_dbapi.Error as exc:
-            raise DBAPIError.instance(sql, None, exc, dialect.loaded_dbapi.Error, hide_parameters=True,
-                                      dialect=dialect) from exc
 
     @staticmethod
     def _compile(dialect: Dialect, tables: tuple[_Rows, _Rows, _Rows]
